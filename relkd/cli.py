@@ -1,0 +1,159 @@
+"""The one ``relkd`` console script. Subcommands import their implementation lazily so that
+``relkd --help`` and the data commands stay fast and never import torch needlessly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from relkd.errors import RelkdError
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build, import, download and validate datasets")
+    dsub = data.add_subparsers(dest="data_cmd", required=True)
+
+    synth = dsub.add_parser("synth", help="generate the embedded synthetic catalogue")
+    synth.add_argument("--out", required=True, type=Path, help="dataset folder to create")
+    synth.add_argument("--pairs", type=int, default=20_000, help="labelled query-item pairs")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--scheme", choices=["esci", "wands"], default="esci")
+    synth.add_argument("--noise", type=float, default=0.05, help="annotator noise rate")
+    synth.add_argument("--unlabeled-ratio", type=float, default=5.0,
+                       help="unlabelled pool size as a multiple of labelled pairs")
+    synth.add_argument("--overwrite", action="store_true")
+
+    imp = dsub.add_parser("import", help="import a public or custom dataset into canonical form")
+    isub = imp.add_subparsers(dest="source", required=True)
+    esci = isub.add_parser("esci", help="Amazon Shopping Queries (ESCI) parquet files")
+    esci.add_argument("src", type=Path, help="folder with shopping_queries_dataset_*.parquet")
+    esci.add_argument("--out", required=True, type=Path)
+    esci.add_argument("--locale", default="us", help="product_locale to keep (us, es, jp, or all)")
+    esci.add_argument("--version", choices=["small", "large"], default="small")
+    esci.add_argument("--val-fraction", type=float, default=0.1)
+    esci.add_argument("--seed", type=int, default=0)
+    esci.add_argument("--overwrite", action="store_true")
+    wands = isub.add_parser("wands", help="Wayfair WANDS folder (product.csv, query.csv, label.csv)")
+    wands.add_argument("src", type=Path)
+    wands.add_argument("--out", required=True, type=Path)
+    wands.add_argument("--val-fraction", type=float, default=0.1)
+    wands.add_argument("--test-fraction", type=float, default=0.2)
+    wands.add_argument("--seed", type=int, default=0)
+    wands.add_argument("--overwrite", action="store_true")
+    table = isub.add_parser("table", help="your own pairs/items/queries as CSV, JSONL or Parquet")
+    table.add_argument("--pairs", required=True, type=Path)
+    table.add_argument("--items", required=True, type=Path)
+    table.add_argument("--queries", type=Path, default=None)
+    table.add_argument("--behavior", type=Path, default=None)
+    table.add_argument("--scheme", choices=["esci", "wands"], required=True)
+    table.add_argument("--out", required=True, type=Path)
+    table.add_argument("--val-fraction", type=float, default=0.1)
+    table.add_argument("--test-fraction", type=float, default=0.1)
+    table.add_argument("--seed", type=int, default=0)
+    table.add_argument("--overwrite", action="store_true")
+
+    dl = dsub.add_parser("download", help="fetch ESCI or WANDS upstream files (needs internet)")
+    dl.add_argument("dataset", choices=["esci", "wands"])
+    dl.add_argument("--to", required=True, type=Path)
+
+    val = dsub.add_parser("validate", help="check a dataset folder; exit 1 on any problem")
+    val.add_argument("root", type=Path)
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    base = sub.add_parser("baseline", help="non-neural baselines")
+    bsub = base.add_subparsers(dest="baseline", required=True)
+    bm25 = bsub.add_parser("bm25", help="BM25 over item text, scored with the student metrics")
+    bm25.add_argument("--data", required=True, type=Path)
+    bm25.add_argument("--split", default="test")
+    bm25.add_argument("--out", type=Path, default=None, help="metrics.json path (default: DATA/bm25/<split>/metrics.json)")
+    bm25.add_argument("--k1", type=float, default=1.5)
+    bm25.add_argument("--b", type=float, default=0.75)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a model from an experiment YAML")
+    train.add_argument("experiment", type=Path)
+    train.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_epochs=2")
+    ev = sub.add_parser("eval", help="re-evaluate a run's checkpoint")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relkd", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_data(sub)
+    _add_baseline(sub)
+    _add_train(sub)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch a parsed command; returns the process exit code."""
+    if args.cmd == "data":
+        if args.data_cmd == "synth":
+            from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
+
+            cfg = SynthConfig(pairs=args.pairs, seed=args.seed, scheme=args.scheme,
+                              noise=args.noise, unlabeled_ratio=args.unlabeled_ratio)
+            ds = generate_dataset(cfg, args.out, overwrite=args.overwrite)
+            print(f"wrote {ds.root}: " + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items()))
+            return 0
+        if args.data_cmd == "import":
+            from relkd.data.loaders import import_dataset
+
+            ds = import_dataset(args)
+            print(f"wrote {ds.root}: " + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items()))
+            for key, value in sorted(ds.manifest.stats.get("import", {}).items()):
+                print(f"  {key}: {value}")
+            return 0
+        if args.data_cmd == "download":
+            from relkd.data.loaders.download import download
+
+            download(args.dataset, args.to)
+            return 0
+        if args.data_cmd == "validate":
+            from relkd.data.validator import validate_dataset
+
+            problems = validate_dataset(args.root)
+            for problem in problems:
+                print(f"ERROR {problem}", file=sys.stderr)
+            if problems:
+                print(f"{args.root}: {len(problems)} problem(s)", file=sys.stderr)
+                return 1
+            print(f"{args.root}: OK")
+            return 0
+    if args.cmd == "baseline" and args.baseline == "bm25":
+        from relkd.baselines.bm25_baseline import run_bm25_baseline
+
+        run_bm25_baseline(args.data, split=args.split, out=args.out, k1=args.k1, b=args.b)
+        return 0
+    if args.cmd == "train":
+        from relkd.train import train_from_cli
+
+        train_from_cli(args.experiment, args.overrides)
+        return 0
+    if args.cmd == "eval":
+        from relkd.evaluate import evaluate_run
+
+        evaluate_run(args.run_dir, data=args.data, split=args.split, ckpt=args.ckpt)
+        return 0
+    raise AssertionError(f"unhandled command {args}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except RelkdError as exc:
+        print(f"relkd: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
