@@ -21,8 +21,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--scheme", choices=["esci", "wands"], default="esci")
     synth.add_argument("--noise", type=float, default=0.05, help="annotator noise rate")
-    synth.add_argument("--unlabeled-ratio", type=float, default=5.0,
-                       help="unlabelled pool size as a multiple of labelled pairs")
+    synth.add_argument(
+        "--unlabeled-ratio",
+        type=float,
+        default=5.0,
+        help="unlabelled pool size as a multiple of labelled pairs",
+    )
     synth.add_argument("--overwrite", action="store_true")
 
     imp = dsub.add_parser("import", help="import a public or custom dataset into canonical form")
@@ -35,7 +39,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     esci.add_argument("--val-fraction", type=float, default=0.1)
     esci.add_argument("--seed", type=int, default=0)
     esci.add_argument("--overwrite", action="store_true")
-    wands = isub.add_parser("wands", help="Wayfair WANDS folder (product.csv, query.csv, label.csv)")
+    wands = isub.add_parser(
+        "wands", help="Wayfair WANDS folder (product.csv, query.csv, label.csv)"
+    )
     wands.add_argument("src", type=Path)
     wands.add_argument("--out", required=True, type=Path)
     wands.add_argument("--val-fraction", type=float, default=0.1)
@@ -68,7 +74,12 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     bm25 = bsub.add_parser("bm25", help="BM25 over item text, scored with the student metrics")
     bm25.add_argument("--data", required=True, type=Path)
     bm25.add_argument("--split", default="test")
-    bm25.add_argument("--out", type=Path, default=None, help="metrics.json path (default: DATA/bm25/<split>/metrics.json)")
+    bm25.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="metrics.json path (default: DATA/bm25/<split>/metrics.json)",
+    )
     bm25.add_argument("--k1", type=float, default=1.5)
     bm25.add_argument("--b", type=float, default=0.75)
 
@@ -99,16 +110,27 @@ def run(args: argparse.Namespace) -> int:
         if args.data_cmd == "synth":
             from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
 
-            cfg = SynthConfig(pairs=args.pairs, seed=args.seed, scheme=args.scheme,
-                              noise=args.noise, unlabeled_ratio=args.unlabeled_ratio)
+            cfg = SynthConfig(
+                pairs=args.pairs,
+                seed=args.seed,
+                scheme=args.scheme,
+                noise=args.noise,
+                unlabeled_ratio=args.unlabeled_ratio,
+            )
             ds = generate_dataset(cfg, args.out, overwrite=args.overwrite)
-            print(f"wrote {ds.root}: " + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items()))
+            print(
+                f"wrote {ds.root}: "
+                + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items())
+            )
             return 0
         if args.data_cmd == "import":
             from relkd.data.loaders import import_dataset
 
             ds = import_dataset(args)
-            print(f"wrote {ds.root}: " + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items()))
+            print(
+                f"wrote {ds.root}: "
+                + ", ".join(f"{k}={v.rows}" for k, v in ds.manifest.tables.items())
+            )
             for key, value in sorted(ds.manifest.stats.get("import", {}).items()):
                 print(f"  {key}: {value}")
             return 0

@@ -96,7 +96,9 @@ class CanonicalDataset:
         get_label_scheme(label_scheme)
         root = Path(root)
         if root.exists() and any(root.iterdir()) and not overwrite:
-            raise DataError(f"{root}: already exists and is not empty; pass overwrite to replace it")
+            raise DataError(
+                f"{root}: already exists and is not empty; pass overwrite to replace it"
+            )
         for required in REQUIRED_TABLES:
             if required not in tables:
                 raise DataError(f"dataset {name}: table {required} is required")
@@ -110,12 +112,18 @@ class CanonicalDataset:
             for table_name, table in tables.items():
                 table = conform(table, table_name)
                 file = TABLES[table_name].filename
-                pq.write_table(table, staging / file, row_group_size=row_group_size, compression="zstd")
+                pq.write_table(
+                    table, staging / file, row_group_size=row_group_size, compression="zstd"
+                )
                 entries[table_name] = TableEntry(
                     file=file, rows=table.num_rows, sha256=sha256_file(staging / file)
                 )
             Manifest(
-                name=name, label_scheme=label_scheme, source=source, tables=entries, stats=stats or {}
+                name=name,
+                label_scheme=label_scheme,
+                source=source,
+                tables=entries,
+                stats=stats or {},
             ).save(staging)
             if root.exists():
                 shutil.rmtree(root)

@@ -34,7 +34,9 @@ class LabelScheme:
 
     def __post_init__(self) -> None:
         if not (len(self.labels) == len(self.gains) == len(self.binary)):
-            raise ValueError(f"label scheme {self.name!r}: labels, gains and binary differ in length")
+            raise ValueError(
+                f"label scheme {self.name!r}: labels, gains and binary differ in length"
+            )
 
     @property
     def num_labels(self) -> int:

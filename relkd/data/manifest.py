@@ -66,7 +66,11 @@ class Manifest:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: corrupt manifest ({exc})") from None
-        missing = [k for k in ("name", "label_scheme", "source", "tables", "schema_version") if k not in raw]
+        missing = [
+            k
+            for k in ("name", "label_scheme", "source", "tables", "schema_version")
+            if k not in raw
+        ]
         if missing:
             raise DataError(f"{path}: manifest is missing field(s) {missing}")
         if raw["schema_version"] != SCHEMA_VERSION:

@@ -55,7 +55,9 @@ class TableSchema:
     def arrow_schema(self, present: list[str] | None = None) -> pa.Schema:
         """Arrow schema of the known columns (all, or only those in ``present``)."""
         cols = [c for c in self.columns if present is None or c.name in present]
-        return pa.schema([pa.field(c.name, c.type, nullable=c.nullable or not c.required) for c in cols])
+        return pa.schema(
+            [pa.field(c.name, c.type, nullable=c.nullable or not c.required) for c in cols]
+        )
 
 
 ITEMS = TableSchema(
@@ -97,15 +99,27 @@ PAIRS = TableSchema(
         Column("pair_id", pa.int64(), doc="stable id shared by data, teacher cache and metrics"),
         Column("query_id", pa.string()),
         Column("item_id", pa.string()),
-        Column("label", pa.string(), nullable=True, doc="label name in the scheme; null = unlabelled"),
+        Column(
+            "label", pa.string(), nullable=True, doc="label name in the scheme; null = unlabelled"
+        ),
         Column("split", pa.string(), doc="train, val or test; made by query"),
         *(
-            Column(f"aspect_{a}", pa.string(), required=False, nullable=True,
-                   doc="ground-truth aspect fact: match, mismatch or not_stated")
+            Column(
+                f"aspect_{a}",
+                pa.string(),
+                required=False,
+                nullable=True,
+                doc="ground-truth aspect fact: match, mismatch or not_stated",
+            )
             for a in ASPECTS
         ),
-        Column("clean_label", pa.string(), required=False, nullable=True,
-               doc="synthetic only: the rule label before annotator noise"),
+        Column(
+            "clean_label",
+            pa.string(),
+            required=False,
+            nullable=True,
+            doc="synthetic only: the rule label before annotator noise",
+        ),
     ),
 )
 

@@ -46,5 +46,7 @@ def popularity_buckets(
     n_torso = round(n * torso)
     out: dict[str, str] = {}
     for rank, i in enumerate(order):
-        out[query_ids[i]] = "head" if rank < n_head else "torso" if rank < n_head + n_torso else "tail"
+        out[query_ids[i]] = (
+            "head" if rank < n_head else "torso" if rank < n_head + n_torso else "tail"
+        )
     return out
