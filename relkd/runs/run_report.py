@@ -1,0 +1,62 @@
+"""The end-of-run report: metrics.json and the TensorBoard hparams record, written by rank 0.
+
+It runs inside the evaluating process (which, under ``ddp_spawn``, is not the launching one),
+so the numbers in metrics.json are exactly the ones logged to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from lightning_modules.student_module import flatten_metrics
+
+
+def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"a.b": scalar}``; lists become strings (TensorBoard takes scalars)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f"{name}."))
+        elif value is None or isinstance(value, (list, tuple)):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
+
+
+class RunReport(L.Callback):
+    """After ``trainer.test``: write ``metrics_path`` and link hparams to the final metrics."""
+
+    def __init__(
+        self, metrics_path: Path, config: dict[str, Any], extra: dict[str, Any] | None = None
+    ):
+        self.metrics_path = Path(metrics_path)
+        self.config = config
+        self.extra = extra or {}
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        results: dict[str, Any] = dict(getattr(pl_module, "eval_results", {}))
+        payload = {**self.extra, "global_step": trainer.global_step, **results}
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.metrics_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.metrics_path)
+        logger = trainer.logger
+        if logger is None or not hasattr(logger, "experiment"):
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        metric_dict: dict[str, float] = {}
+        for split, result in results.items():
+            metric_dict.update(flatten_metrics(split, result))
+        writer = logger.experiment
+        for summary in hparams(flat_hparams(self.config), metric_dict):
+            writer.file_writer.add_summary(summary)
+        writer.flush()

@@ -1,0 +1,168 @@
+"""``relkd train EXPERIMENT.yaml [key=value ...]``: compose, build, fit, evaluate, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from relkd.config import compose, save, to_container
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.errors import ConfigError
+from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
+from relkd.runs.run_report import RunReport
+from relkd.runs.student_factory import build_datamodule, build_student, resolve_encoder
+
+log = logging.getLogger(__name__)
+TRAINER_KEYS_OPTIONAL = (
+    "val_check_interval",
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+)
+
+
+def is_launcher_rank_zero() -> bool:
+    """True in the process the user started (before Lightning launches DDP workers)."""
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    return int(rank) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def trainer_kwargs(t: Any) -> dict[str, Any]:
+    kwargs = {
+        "accelerator": t.accelerator,
+        "devices": t.devices,
+        "num_nodes": t.num_nodes,
+        "strategy": t.strategy,
+        "precision": t.precision,
+        "max_epochs": t.max_epochs,
+        "max_steps": t.max_steps,
+        "accumulate_grad_batches": t.accumulate_grad_batches,
+        "gradient_clip_val": t.gradient_clip_val,
+        "log_every_n_steps": t.log_every_n_steps,
+        "deterministic": t.deterministic,
+        "enable_progress_bar": t.enable_progress_bar,
+    }
+    for key in TRAINER_KEYS_OPTIONAL:
+        if t[key] is not None:
+            kwargs[key] = t[key]
+    return kwargs
+
+
+def _resume_dir(cfg: DictConfig) -> tuple[Path, Path]:
+    run_dir = Path(cfg.resume)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise ConfigError(f"resume: {ckpt} not found; is {run_dir} a relkd run folder?")
+    return run_dir, ckpt
+
+
+def train_from_cli(experiment: str | Path, overrides: list[str]) -> Path:
+    return run_training(compose(experiment, overrides))
+
+
+def run_training(cfg: DictConfig) -> Path:
+    """Train and evaluate one experiment; returns its run folder."""
+    inherited_version = os.environ.get(VERSION_ENV)
+    try:
+        return _run(cfg)
+    finally:
+        if inherited_version is None:
+            os.environ.pop(VERSION_ENV, None)
+
+
+def _run(cfg: DictConfig) -> Path:
+    resume_ckpt: Path | None = None
+    if cfg.resume:
+        run_dir, resume_ckpt = _resume_dir(cfg)
+        os.environ[VERSION_ENV] = run_dir.name
+    else:
+        run_dir = choose_run_dir(cfg.output_dir, cfg.experiment, cfg.version)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
+    dataset = CanonicalDataset(data_dir)
+    spec = resolve_encoder(cfg.model)
+    config = to_container(cfg)
+    if is_launcher_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save(cfg, run_dir / "config.yaml")
+        info = {
+            "dataset": str(data_dir),
+            "dataset_tables": {k: v.sha256 for k, v in dataset.manifest.tables.items()},
+            "encoder": spec.name,
+            "tokenizer": spec.tokenizer,
+            "pretrained": spec.pretrained,
+            "resumed_from": str(resume_ckpt) if resume_ckpt else None,
+        }
+        (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    eval_splits = tuple(cfg.eval.splits)
+    dm = build_datamodule(cfg, data_dir, spec)
+    dm.test_splits = eval_splits
+    module = build_student(cfg, spec, dataset.scheme, eval_splits)
+    logger = TensorBoardLogger(
+        save_dir=str(run_dir.parent.parent),
+        name=run_dir.parent.name,
+        version=run_dir.name,
+        default_hp_metric=False,
+    )
+    ckpt_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=cfg.checkpoint.monitor,
+        mode=cfg.checkpoint.mode,
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    callbacks: list[L.Callback] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
+    if cfg.early_stopping.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=cfg.checkpoint.monitor,
+                mode=cfg.checkpoint.mode,
+                patience=cfg.early_stopping.patience,
+                min_delta=cfg.early_stopping.min_delta,
+            )
+        )
+    extra = {"experiment": cfg.experiment, "version": run_dir.name, "dataset": str(data_dir)}
+    callbacks.append(RunReport(run_dir / "metrics.json", config, extra=extra))
+    trainer = L.Trainer(
+        **trainer_kwargs(cfg.trainer),
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the DataModule's samplers shard across ranks themselves
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    best = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    if trainer.is_global_zero:
+        _print_summary(cfg, run_dir, data_dir)
+    return run_dir
+
+
+def _print_summary(cfg: DictConfig, run_dir: Path, data_dir: Path) -> None:
+    from relkd.metrics.report import format_metrics_table
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    split = "test" if "test" in metrics else cfg.eval.splits[-1]
+    rows = {f"{cfg.model.encoder} ({split})": metrics[split]}
+    if cfg.eval.bm25_baseline:
+        from relkd.baselines.bm25_baseline import run_bm25_baseline
+
+        bm25 = run_bm25_baseline(
+            data_dir, split=split, out=run_dir / "bm25" / "metrics.json", verbose=False
+        )
+        rows[f"bm25 ({split})"] = bm25["metrics"]
+    print(f"\nrun: {run_dir}")
+    print(format_metrics_table(rows))

@@ -1,0 +1,112 @@
+"""The experiment config system: layering, validation errors that name key and file, every YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from relkd.config import ExperimentConfig, compose
+from relkd.errors import ConfigError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def exp_dir(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text((EXPERIMENTS / "base.yaml").read_text())
+    return tmp_path
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_yaml_validates(path: Path) -> None:
+    cfg = compose(path)  # no weights, no data: composition and validation only
+    assert cfg.experiment == ("base" if path.name == "base.yaml" else path.stem)
+
+
+def test_base_yaml_sets_every_schema_key() -> None:
+    """base.yaml documents every knob: no schema key may be left to a hidden default."""
+
+    def keys(node: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in node.items():
+            if isinstance(v, dict) and k != "weights":
+                out |= keys(v, f"{prefix}{k}.")
+            else:
+                out.add(f"{prefix}{k}")
+        return out
+
+    schema = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))
+    base = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "base.yaml"))
+    assert keys(base) == keys(schema)
+
+
+def test_layers_apply_in_order(exp_dir: Path) -> None:
+    exp = write(exp_dir / "exp.yaml", "trainer:\n  max_epochs: 7\ndata:\n  batch_size: 8\n")
+    cfg = compose(exp, ["data.batch_size=16"])
+    assert cfg.trainer.max_epochs == 7  # experiment over base
+    assert cfg.data.batch_size == 16  # command line over experiment
+    assert cfg.trainer.precision == "32-true"  # untouched base value
+    assert cfg.experiment == "exp"  # named after the file unless it says otherwise
+
+
+def test_unknown_key_names_key_and_file(exp_dir: Path) -> None:
+    exp = write(exp_dir / "typo.yaml", "trainer:\n  max_epoch: 2\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml.*trainer\.max_epoch"):
+        compose(exp)
+
+
+def test_unknown_override_names_command_line(exp_dir: Path) -> None:
+    exp = write(exp_dir / "ok.yaml", "seed: 1\n")
+    with pytest.raises(ConfigError, match=r"command line.*data\.nope"):
+        compose(exp, ["data.nope=3"])
+
+
+def test_wrong_type_names_key_and_file(exp_dir: Path) -> None:
+    exp = write(exp_dir / "bad.yaml", "data:\n  batch_size: lots\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*data\.batch_size"):
+        compose(exp)
+
+
+def test_bad_choice_is_blamed_on_the_layer_that_set_it(exp_dir: Path) -> None:
+    exp = write(exp_dir / "prec.yaml", "trainer:\n  precision: fp8\n")
+    with pytest.raises(ConfigError, match=r"prec\.yaml.*trainer\.precision"):
+        compose(exp)
+    ok = write(exp_dir / "ok.yaml", "seed: 1\n")
+    with pytest.raises(ConfigError, match=r"command line.*trainer\.strategy"):
+        compose(ok, ["trainer.strategy=horovod"])
+
+
+def test_unknown_loss_term_is_an_error(exp_dir: Path) -> None:
+    exp = write(exp_dir / "loss.yaml", "loss:\n  weights:\n    hard_cee: 1.0\n")
+    with pytest.raises(ConfigError, match=r"loss\.yaml.*unknown loss term.*hard_cee"):
+        compose(exp)
+
+
+def test_path_dataset_needs_a_path(exp_dir: Path) -> None:
+    exp = write(exp_dir / "p.yaml", "data:\n  kind: path\n")
+    with pytest.raises(ConfigError, match=r"data\.path"):
+        compose(exp)
+
+
+def test_malformed_override_and_yaml(exp_dir: Path) -> None:
+    ok = write(exp_dir / "ok.yaml", "seed: 1\n")
+    with pytest.raises(ConfigError, match="key=value"):
+        compose(ok, ["trainer.max_epochs"])
+    broken = write(exp_dir / "broken.yaml", "trainer: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        compose(broken)
+    with pytest.raises(ConfigError, match="not found"):
+        compose(exp_dir / "missing.yaml")
+
+
+def test_composed_config_is_read_only(exp_dir: Path) -> None:
+    cfg = compose(write(exp_dir / "ok.yaml", "seed: 1\n"))
+    with pytest.raises(Exception):  # noqa: B017 - omegaconf's ReadonlyConfigError
+        cfg.seed = 2
