@@ -38,6 +38,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     esci.add_argument("--version", choices=["small", "large"], default="small")
     esci.add_argument("--val-fraction", type=float, default=0.1)
     esci.add_argument("--seed", type=int, default=0)
+    esci.add_argument(
+        "--on-empty",
+        choices=["error", "drop"],
+        default="error",
+        help="empty product title or query text: error, or drop (counted in stats)",
+    )
     esci.add_argument("--overwrite", action="store_true")
     wands = isub.add_parser(
         "wands", help="Wayfair WANDS folder (product.csv, query.csv, label.csv)"
@@ -47,6 +53,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     wands.add_argument("--val-fraction", type=float, default=0.1)
     wands.add_argument("--test-fraction", type=float, default=0.2)
     wands.add_argument("--seed", type=int, default=0)
+    wands.add_argument(
+        "--on-empty",
+        choices=["error", "drop"],
+        default="error",
+        help="empty product name or query text: error, or drop (counted in stats)",
+    )
     wands.add_argument("--overwrite", action="store_true")
     table = isub.add_parser("table", help="your own pairs/items/queries as CSV, JSONL or Parquet")
     table.add_argument("--pairs", required=True, type=Path)
@@ -58,6 +70,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--val-fraction", type=float, default=0.1)
     table.add_argument("--test-fraction", type=float, default=0.1)
     table.add_argument("--seed", type=int, default=0)
+    table.add_argument(
+        "--on-empty",
+        choices=["error", "drop"],
+        default="error",
+        help="empty item title or query text: error, or drop (counted in stats)",
+    )
     table.add_argument("--overwrite", action="store_true")
 
     dl = dsub.add_parser("download", help="fetch ESCI or WANDS upstream files (needs internet)")
@@ -73,12 +91,13 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     bsub = base.add_subparsers(dest="baseline", required=True)
     bm25 = bsub.add_parser("bm25", help="BM25 over item text, scored with the student metrics")
     bm25.add_argument("--data", required=True, type=Path)
-    bm25.add_argument("--split", default="test")
+    bm25.add_argument("--split", choices=["train", "val", "test"], default="test")
     bm25.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="metrics.json path (default: DATA/bm25/<split>/metrics.json)",
+        help="metrics.json path, never inside DATA "
+        "(default: runs/bm25/<DATA folder name>/<split>/metrics.json under the current directory)",
     )
     bm25.add_argument("--k1", type=float, default=1.5)
     bm25.add_argument("--b", type=float, default=0.75)
