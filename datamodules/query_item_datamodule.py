@@ -1,0 +1,368 @@
+"""QueryItemDataModule: the one LightningDataModule every relkd model trains and evaluates on.
+
+``prepare_data`` (rank 0 of each node) tokenizes the dataset's queries and items once into a
+memory-mapped store under ``cache_dir``; ``setup`` opens and verifies it (and the teacher cache,
+when one is attached); the loaders draw batches of pair rows with DDP-aware batch samplers and
+collate them with numpy. See docs/datamodule.md for the batch keys and the DDP rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from datamodules.pair_collator import Encoding, PairCollator, Truncation
+from datamodules.pair_dataset import PairDataset
+from datamodules.samplers import (
+    LengthBucketBatchSampler,
+    QueryGroupedBatchSampler,
+    SequentialBatchSampler,
+    ShardedBatchSampler,
+)
+from datamodules.teacher_cache import TeacherCache
+from datamodules.tokenized_store import DEFAULT_CACHE_DIR, DEFAULT_ITEM_FIELDS, TokenizedStore
+from datamodules.tokenizer_info import load_tokenizer
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.label_scheme import LabelScheme, get_label_scheme
+from relkd.data.schema import SPLITS
+from relkd.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SplitFrame:
+    """Per-pair arrays of an evaluation split, in the order of the store (for metrics)."""
+
+    pair_id: np.ndarray  # int64
+    labels: np.ndarray  # int64, class index in the scheme (-1 = unlabelled)
+    query_index: np.ndarray  # int64, query group id
+    bucket: np.ndarray  # int64, index into relkd.data.schema.BUCKETS
+
+    def __len__(self) -> int:
+        return len(self.pair_id)
+
+
+class QueryItemDataModule(pl.LightningDataModule):
+    """Query–item pairs of a canonical dataset as cross-encoder or bi-encoder batches.
+
+    Args:
+        data_dir: canonical dataset folder (read only; nothing is written in or beside it).
+        tokenizer: Hugging Face tokenizer name/path (``AutoTokenizer``) or tokenizer object.
+        cache_dir: where tokenized stores live: ``<cache_dir>/<dataset name>-<fingerprint>``
+            (relative to the cwd; default ``data_cache/tokenized``).
+        store_dir: explicit store folder instead (a stale store there is refused, not rebuilt).
+        max_length: cross: tokens per pair incl. [CLS]/[SEP]/[SEP]; bi: per side incl. 2 specials.
+        max_query_tokens / max_item_tokens: caps applied once when tokenizing into the store.
+        item_fields: items columns joined (" | ") into the item text, in this order.
+        encoding: ``cross`` ([CLS] q [SEP] item [SEP]) or ``bi`` (query and item apart).
+        truncation: ``query_first`` (keep the query, trim the item) or ``longest_first``.
+        token_type_ids: emit token_type_ids in cross mode; None = when the tokenizer uses them.
+        pad_to_multiple_of: round each batch's width up to a multiple (None = longest row).
+        batch_size: training rows per batch (grouped mode: see queries_per_batch).
+        eval_batch_size: val/test rows per batch (default: batch_size).
+        group_size: 0 = plain batches; k > 0 = query-grouped batches of k rows per query.
+        queries_per_batch: groups per batch in grouped mode (default: max(1, batch_size // k)).
+        min_group_items: grouped mode skips queries with fewer training rows than this.
+        length_bucketing: plain mode: sort by length within mega-batches (less padding).
+        mega_batch_factor: mega-batch size, in batches, for length bucketing.
+        drop_last: drop the last incomplete training batch.
+        include_unlabeled: also train on unlabelled train pairs the teacher cache covers
+            (their ``labels`` are -1; the teacher fields carry the targets).
+        teacher_cache: a teacher cache folder (or TeacherCache) to join by pair_id.
+        with_cot: add ``teacher_cot`` strings to batches.
+        num_workers / pin_memory / persistent_workers: DataLoader settings.
+        seed: sampler seed (with the epoch from ``set_epoch``).
+        test_splits: splits ``test_dataloader`` serves, in order (one loader each; a list when
+            more than one, e.g. ``("val", "test")`` to evaluate both in one ``trainer.test``).
+            Also settable as the ``test_splits`` attribute before ``trainer.test``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        tokenizer: Any,
+        *,
+        cache_dir: str | Path = DEFAULT_CACHE_DIR,
+        store_dir: str | Path | None = None,
+        max_length: int = 128,
+        max_query_tokens: int = 32,
+        max_item_tokens: int = 96,
+        item_fields: Sequence[str] = DEFAULT_ITEM_FIELDS,
+        encoding: Encoding = "cross",
+        truncation: Truncation = "query_first",
+        token_type_ids: bool | None = None,
+        pad_to_multiple_of: int | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        group_size: int = 0,
+        queries_per_batch: int | None = None,
+        min_group_items: int = 2,
+        length_bucketing: bool = True,
+        mega_batch_factor: int = 50,
+        drop_last: bool = False,
+        include_unlabeled: bool = False,
+        teacher_cache: str | Path | TeacherCache | None = None,
+        with_cot: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 0,
+        test_splits: Sequence[str] = ("test",),
+    ) -> None:
+        super().__init__()
+        if encoding not in ("cross", "bi"):
+            raise ConfigError(f"encoding must be 'cross' or 'bi', got {encoding!r}")
+        if group_size < 0 or batch_size < 1:
+            raise ConfigError("group_size must be >= 0 and batch_size >= 1")
+        if (include_unlabeled or with_cot) and teacher_cache is None:
+            raise ConfigError("include_unlabeled and with_cot need a teacher_cache")
+        self.data_dir = Path(data_dir)
+        self._tokenizer_arg = tokenizer
+        self._tokenizer: Any = None
+        self.cache_dir = Path(cache_dir)
+        self.store_dir = None if store_dir is None else Path(store_dir)
+        self.max_length = int(max_length)
+        self.max_query_tokens = int(max_query_tokens)
+        self.max_item_tokens = int(max_item_tokens)
+        self.item_fields = tuple(item_fields)
+        self.encoding: Encoding = encoding
+        self.truncation: Truncation = truncation
+        self.token_type_ids = token_type_ids
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.group_size = int(group_size)
+        self.queries_per_batch = int(queries_per_batch or max(1, batch_size // max(group_size, 1)))
+        self.min_group_items = int(min_group_items)
+        self.length_bucketing = length_bucketing
+        self.mega_batch_factor = int(mega_batch_factor)
+        self.drop_last = drop_last
+        self.include_unlabeled = include_unlabeled
+        self.teacher_cache_arg = teacher_cache
+        self.with_cot = with_cot
+        self.num_workers = int(num_workers)
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = int(seed)
+        self.test_splits = tuple(test_splits)
+        # Plain types only: the checkpoint stores these, and torch.load(weights_only=True)
+        # refuses Path objects.
+        self.save_hyperparameters(
+            {
+                "data_dir": str(data_dir),
+                "tokenizer": tokenizer if isinstance(tokenizer, str) else None,
+                "cache_dir": str(cache_dir),
+                "store_dir": None if store_dir is None else str(store_dir),
+                "max_length": self.max_length,
+                "max_query_tokens": self.max_query_tokens,
+                "max_item_tokens": self.max_item_tokens,
+                "item_fields": list(self.item_fields),
+                "encoding": encoding,
+                "truncation": truncation,
+                "token_type_ids": token_type_ids,
+                "pad_to_multiple_of": pad_to_multiple_of,
+                "batch_size": self.batch_size,
+                "eval_batch_size": self.eval_batch_size,
+                "group_size": self.group_size,
+                "queries_per_batch": self.queries_per_batch,
+                "min_group_items": self.min_group_items,
+                "length_bucketing": length_bucketing,
+                "mega_batch_factor": self.mega_batch_factor,
+                "drop_last": drop_last,
+                "include_unlabeled": include_unlabeled,
+                "teacher_cache": None
+                if teacher_cache is None
+                else str(
+                    teacher_cache.root if isinstance(teacher_cache, TeacherCache) else teacher_cache
+                ),
+                "with_cot": with_cot,
+                "num_workers": self.num_workers,
+                "seed": self.seed,
+                "test_splits": list(self.test_splits),
+            }
+        )
+        self._dataset = CanonicalDataset(self.data_dir)
+        self._store: TokenizedStore | None = None
+        self._teacher: TeacherCache | None = None
+        self._teacher_rows: np.ndarray | None = None
+        self._collator: PairCollator | None = None
+        self._lengths: np.ndarray | None = None
+
+    # -- Lightning hooks -----------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Build the tokenized store if its folder does not exist (Lightning: local rank 0)."""
+        self._open_store(build=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open and verify the store (and teacher cache). Outside DDP a missing store is built."""
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if self._store is None:
+            self._open_store(build=not distributed)
+        if self.teacher_cache_arg is not None and self._teacher is None:
+            arg = self.teacher_cache_arg
+            root = arg.root if isinstance(arg, TeacherCache) else Path(arg)
+            self._teacher = TeacherCache.load(root, self._dataset)  # checks the label scheme
+            self._teacher_rows = self._teacher.align(np.asarray(self.store.array("pair_id")))
+
+    def _open_store(self, build: bool) -> TokenizedStore:
+        if self._store is None:
+            self._store = TokenizedStore.open_or_build(
+                self.data_dir,
+                self.tokenizer,
+                cache_dir=self.cache_dir,
+                store_dir=self.store_dir,
+                item_fields=self.item_fields,
+                max_query_tokens=self.max_query_tokens,
+                max_item_tokens=self.max_item_tokens,
+                build=build,
+            )
+        return self._store
+
+    # -- accessors -----------------------------------------------------------------------
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self._tokenizer_arg)
+        return self._tokenizer
+
+    @property
+    def scheme(self) -> LabelScheme:
+        return get_label_scheme(self._dataset.manifest.label_scheme)
+
+    @property
+    def num_labels(self) -> int:
+        return self.scheme.num_labels
+
+    @property
+    def store(self) -> TokenizedStore:
+        if self._store is None:
+            raise RuntimeError("call prepare_data() and setup() first")
+        return self._store
+
+    @property
+    def teacher(self) -> TeacherCache | None:
+        return self._teacher
+
+    @property
+    def collator(self) -> PairCollator:
+        if self._collator is None:
+            self._collator = PairCollator(
+                self.store,
+                encoding=self.encoding,
+                max_length=self.max_length,
+                truncation=self.truncation,
+                token_type_ids=self.token_type_ids,
+                pad_to_multiple_of=self.pad_to_multiple_of,
+                teacher=self._teacher,
+                teacher_rows=self._teacher_rows,
+                with_cot=self.with_cot,
+            )
+        return self._collator
+
+    def pair_lengths(self) -> np.ndarray:
+        """Per store pair: its length once collated (cross) or its longer side (bi)."""
+        if self._lengths is None:
+            s = self.store
+            q = s.query_lengths()[np.asarray(s.array("query_row"))]
+            i = s.item_lengths()[np.asarray(s.array("item_row"))]
+            if self.encoding == "cross":
+                self._lengths = np.minimum(q + i + 3, self.max_length).astype(np.int32)
+            else:
+                self._lengths = np.minimum(np.maximum(q, i) + 2, self.max_length).astype(np.int32)
+        return self._lengths
+
+    def rows(self, split: str) -> np.ndarray:
+        """Store rows a split's loader draws from: labelled pairs (train: plus unlabelled ones the
+        teacher covers, with ``include_unlabeled``)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        s = self.store
+        keep = np.asarray(s.array("label")) >= 0
+        if split == "train" and self.include_unlabeled and self._teacher_rows is not None:
+            keep |= self._teacher_rows >= 0
+        keep &= np.asarray(s.array("split")) == SPLITS.index(split)
+        return np.flatnonzero(keep)
+
+    def split_frame(self, split: str) -> SplitFrame:
+        """pair_id, labels, query_index and bucket of the rows ``split``'s loader covers."""
+        rows = self.rows(split)
+        s = self.store
+        return SplitFrame(
+            pair_id=s.array("pair_id")[rows].astype(np.int64),
+            labels=s.array("label")[rows].astype(np.int64),
+            query_index=s.array("query_row")[rows].astype(np.int64),
+            bucket=s.array("bucket")[rows].astype(np.int64),
+        )
+
+    # -- loaders -------------------------------------------------------------------------
+
+    def train_sampler(self, num_replicas: int | None = None, rank: int | None = None):
+        """The training batch sampler (DDP rank/world default to torch.distributed's)."""
+        rows = self.rows("train")
+        if self.group_size > 0:
+            strata = self.store.array("label")[rows].astype(np.int64)
+            if self._teacher is not None and self._teacher_rows is not None:
+                # Unlabelled rows are stratified by the teacher's argmax label.
+                trow = self._teacher_rows[rows]
+                fill = (strata < 0) & (trow >= 0)
+                if fill.any():
+                    strata[fill] = self._teacher.logits[trow[fill]].argmax(axis=1)
+            return QueryGroupedBatchSampler(
+                self.store.array("query_row")[rows],
+                strata,
+                self.group_size,
+                self.queries_per_batch,
+                min_group_items=self.min_group_items,
+                drop_last=self.drop_last,
+                seed=self.seed,
+                num_replicas=num_replicas,
+                rank=rank,
+            )
+        return LengthBucketBatchSampler(
+            self.pair_lengths()[rows],
+            self.batch_size,
+            bucketing=self.length_bucketing,
+            mega_batch_factor=self.mega_batch_factor,
+            drop_last=self.drop_last,
+            seed=self.seed,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+
+    def eval_sampler(self, split: str, num_replicas: int | None = None, rank: int | None = None):
+        return SequentialBatchSampler(
+            self.pair_lengths()[self.rows(split)],
+            self.eval_batch_size,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+
+    def loader(self, split: str, sampler: ShardedBatchSampler) -> DataLoader:
+        return DataLoader(
+            PairDataset(self.rows(split)),
+            sampler=sampler,
+            batch_size=None,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", self.train_sampler())
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val", self.eval_sampler("val"))
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One sequential loader per split in ``test_splits`` (a bare loader when only one)."""
+        loaders = [self.loader(s, self.eval_sampler(s)) for s in self.test_splits]
+        return loaders[0] if len(loaders) == 1 else loaders

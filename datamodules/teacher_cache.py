@@ -1,0 +1,433 @@
+"""The teacher cache: an LLM teacher's judgements of query–item pairs, keyed by pair_id.
+
+A cache folder holds ``teacher.parquet`` and ``manifest.json`` (see docs/teacher_cache.md)::
+
+    teacher.parquet   pair_id int64, logits/probs fixed_size_list<float32>[K], score float32,
+                      cot string (nullable), aspect_<category|brand|model|attributes> string
+                      (nullable; match, mismatch or not_stated)
+    manifest.json     kind, schema_version, label_scheme, labels, model, prompt_template,
+                      dataset (name + table sha256s), rows, sha256 of teacher.parquet
+
+``TeacherCache.write`` makes one (the future ``relkd teacher annotate`` and test fixtures);
+``TeacherCache.load`` verifies it against a dataset; ``align`` joins it to pair rows with a
+vectorised searchsorted, so no Python object is made per pair. CoT strings stay in the Arrow
+table and are only taken for the rows of a batch when asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from relkd import __version__
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.label_scheme import LabelScheme, get_label_scheme
+from relkd.data.manifest import Manifest, sha256_file
+from relkd.data.schema import ASPECT_VALUES, ASPECTS
+from relkd.errors import DataError, StaleArtifactError
+
+TEACHER_CACHE_KIND = "teacher_cache"
+TEACHER_CACHE_VERSION = 1
+TEACHER_FILE = "teacher.parquet"
+MANIFEST = "manifest.json"
+ASPECT_COLUMNS: tuple[str, ...] = tuple(f"aspect_{a}" for a in ASPECTS)
+
+DatasetRef = CanonicalDataset | Manifest | str | Path
+
+
+def dataset_fingerprint(dataset: DatasetRef) -> dict[str, Any]:
+    """``{"name": ..., "label_scheme": ..., "tables": {table: sha256}}`` of a dataset."""
+    manifest = _manifest_of(dataset)
+    return {
+        "name": manifest.name,
+        "label_scheme": manifest.label_scheme,
+        "tables": {name: entry.sha256 for name, entry in sorted(manifest.tables.items())},
+    }
+
+
+def _manifest_of(dataset: DatasetRef) -> Manifest:
+    if isinstance(dataset, CanonicalDataset):
+        return dataset.manifest
+    if isinstance(dataset, Manifest):
+        return dataset
+    return Manifest.load(dataset)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+class TeacherCache:
+    """A verified teacher cache. Arrays are read lazily; pickling keeps only the path and the
+    manifest (DataLoader workers and ddp_spawn children reopen the Parquet file)."""
+
+    def __init__(self, root: str | Path, manifest: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        self._table: pa.Table | None = None
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.root / TEACHER_FILE
+
+    # -- writing -------------------------------------------------------------------------
+
+    @classmethod
+    def write(
+        cls,
+        root: str | Path,
+        pair_id: Sequence[int] | np.ndarray,
+        logits: np.ndarray,
+        cot: Sequence[str | None] | None = None,
+        aspects: Mapping[str, Sequence[str | None]] | np.ndarray | None = None,
+        *,
+        scheme: LabelScheme | str,
+        model: str | Mapping[str, Any],
+        prompt_template: str,
+        dataset: DatasetRef,
+        overwrite: bool = False,
+    ) -> TeacherCache:
+        """Write a teacher cache; probabilities (softmax) and the expected score come from logits.
+
+        Args:
+            pair_id: int64 ids, one per row, unique.
+            logits: float array ``[rows, K]`` in the scheme's label order.
+            cot: optional chain-of-thought text per row (None where absent).
+            aspects: optional ``{aspect: values}`` for relkd.data.schema.ASPECTS with values in
+                ASPECT_VALUES or None, or an int array ``[rows, 4]`` of codes (-1 = missing).
+            scheme: the label scheme (object or name) the logits index.
+            model: teacher id/path, or a dict with ``id`` and e.g. ``revision``/``sha256``.
+            prompt_template: the prompt template text; only its hash is stored.
+            dataset: the dataset the pair_ids belong to (folder, CanonicalDataset or Manifest).
+            overwrite: replace an existing cache at ``root``.
+        """
+        scheme = get_label_scheme(scheme) if isinstance(scheme, str) else scheme
+        root = Path(root)
+        if root.exists() and any(root.iterdir()) and not overwrite:
+            raise DataError(
+                f"{root}: already exists and is not empty; pass overwrite to replace it"
+            )
+        pid = np.asarray(pair_id, dtype=np.int64)
+        lg = np.asarray(logits, dtype=np.float32)
+        n = len(pid)
+        if lg.ndim != 2 or lg.shape != (n, scheme.num_labels):
+            raise ValueError(
+                f"logits must have shape ({n}, {scheme.num_labels}) for scheme {scheme.name!r}, "
+                f"got {lg.shape}"
+            )
+        if not np.isfinite(lg).all():
+            raise ValueError("logits contain NaN or infinite values")
+        if len(np.unique(pid)) != n:
+            raise ValueError("pair_id values must be unique")
+        probs = _softmax(lg.astype(np.float64))
+        columns: dict[str, pa.Array] = {
+            "pair_id": pa.array(pid, pa.int64()),
+            "logits": _fixed_list(lg),
+            "probs": _fixed_list(probs),
+            "score": pa.array(scheme.expected_score(probs).astype(np.float32), pa.float32()),
+        }
+        if cot is not None:
+            if len(cot) != n:
+                raise ValueError(f"cot has {len(cot)} rows, expected {n}")
+            columns["cot"] = pa.array(cot, pa.string())
+        else:
+            columns["cot"] = pa.nulls(n, pa.string())
+        for name, arr in _aspect_arrays(aspects, n).items():
+            columns[name] = arr
+        table = pa.table(columns)
+
+        if isinstance(model, str):
+            model_info: dict[str, Any] = {"id": model}
+        else:
+            model_info = dict(model)
+            if "id" not in model_info:
+                raise ValueError("model must be a string or a mapping with an 'id' key")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            pq.write_table(table, staging / TEACHER_FILE, compression="zstd")
+            manifest = {
+                "kind": TEACHER_CACHE_KIND,
+                "schema_version": TEACHER_CACHE_VERSION,
+                "relkd_version": __version__,
+                "label_scheme": scheme.name,
+                "labels": list(scheme.labels),
+                "model": model_info,
+                "prompt_template": {
+                    "sha256": hashlib.sha256(prompt_template.encode()).hexdigest(),
+                    "chars": len(prompt_template),
+                },
+                "dataset": dataset_fingerprint(dataset),
+                "rows": n,
+                "file": TEACHER_FILE,
+                "sha256": sha256_file(staging / TEACHER_FILE),
+                "has_cot": cot is not None,
+                "has_aspects": aspects is not None,
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            if root.exists():
+                shutil.rmtree(root)
+            staging.replace(root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls(root, manifest)
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, root: str | Path, dataset: DatasetRef | None = None, *, verify_hash: bool = True
+    ) -> TeacherCache:
+        """Open a cache and verify it (against ``dataset`` when given).
+
+        Raises DataError naming the file when it is missing or corrupt (sha256 mismatch), when its
+        label scheme or label order differs from the dataset's, on duplicate pair_ids, or when it
+        holds pair_ids the dataset does not have (with their count); StaleArtifactError naming
+        the path and the table when the dataset's tables changed since the cache was written.
+        """
+        root = Path(root)
+        mpath = root / MANIFEST
+        if not mpath.is_file():
+            raise DataError(f"{mpath}: missing; is {root} a teacher cache folder?")
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{mpath}: corrupt manifest ({exc})") from None
+        if manifest.get("kind") != TEACHER_CACHE_KIND:
+            raise DataError(
+                f"{mpath}: kind is {manifest.get('kind')!r}, not {TEACHER_CACHE_KIND!r}"
+            )
+        if manifest.get("schema_version") != TEACHER_CACHE_VERSION:
+            raise DataError(
+                f"{mpath}: schema_version {manifest.get('schema_version')} != "
+                f"{TEACHER_CACHE_VERSION} read by this relkd; re-annotate"
+            )
+        cache = cls(root, manifest)
+        path = cache.path
+        if not path.is_file():
+            raise DataError(f"{path}: missing from teacher cache {root}")
+        if verify_hash and sha256_file(path) != manifest.get("sha256"):
+            raise DataError(
+                f"{path}: corrupt, sha256 differs from the one in {mpath}; re-annotate or restore it"
+            )
+        table = cache.table
+        missing = [
+            c for c in ("pair_id", "logits", "probs", "score") if c not in table.column_names
+        ]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}")
+        if table.num_rows != manifest.get("rows"):
+            raise DataError(
+                f"{path}: {table.num_rows} rows, manifest records {manifest.get('rows')}"
+            )
+        k = len(manifest["labels"])
+        for col in ("logits", "probs"):
+            typ = table.schema.field(col).type
+            if not pa.types.is_fixed_size_list(typ) or typ.list_size != k:
+                raise DataError(f"{path}: column {col} is {typ}, expected fixed_size_list[{k}]")
+        pid = cache.pair_id
+        sorted_pid = np.sort(pid)
+        dup = int(np.count_nonzero(sorted_pid[1:] == sorted_pid[:-1]))
+        if dup:
+            raise DataError(f"{path}: {dup} duplicate pair_id value(s)")
+        if dataset is not None:
+            cache._check_dataset(dataset, sorted_pid)
+        return cache
+
+    def _check_dataset(self, dataset: DatasetRef, sorted_pid: np.ndarray) -> None:
+        ds = dataset if isinstance(dataset, CanonicalDataset) else None
+        if ds is None and not isinstance(dataset, Manifest):
+            ds = CanonicalDataset(dataset)
+        manifest = ds.manifest if ds is not None else dataset
+        assert isinstance(manifest, Manifest)
+        scheme = get_label_scheme(manifest.label_scheme)
+        mine = self.manifest
+        if mine.get("label_scheme") != scheme.name or list(mine.get("labels", [])) != list(
+            scheme.labels
+        ):
+            raise DataError(
+                f"{self.root / MANIFEST}: label scheme {mine.get('label_scheme')!r} with labels "
+                f"{mine.get('labels')} does not match the dataset's {scheme.name!r} "
+                f"{list(scheme.labels)}"
+            )
+        want = dataset_fingerprint(manifest)["tables"]
+        have = mine.get("dataset", {}).get("tables", {})
+        changed = [t for t in sorted(set(want) | set(have)) if want.get(t) != have.get(t)]
+        if changed:
+            raise StaleArtifactError(
+                f"{self.root}: teacher cache is stale: dataset table(s) {changed} changed since it "
+                f"was written (sha256 in {self.root / MANIFEST} differs); re-run the teacher "
+                "annotation or point at the matching dataset"
+            )
+        if ds is not None:
+            ds_pid = np.sort(ds.table("pairs", ["pair_id"]).column("pair_id").to_numpy())
+            pos = np.clip(np.searchsorted(ds_pid, sorted_pid), 0, max(len(ds_pid) - 1, 0))
+            unknown = (
+                int(np.count_nonzero(ds_pid[pos] != sorted_pid)) if len(ds_pid) else len(sorted_pid)
+            )
+            if unknown:
+                raise DataError(
+                    f"{self.path}: {unknown} pair_id value(s) are not in dataset {ds.root}"
+                )
+
+    # -- arrays --------------------------------------------------------------------------
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            try:
+                self._table = pq.read_table(self.path, memory_map=True)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise DataError(f"{self.path}: cannot read teacher cache ({exc})") from None
+        return self._table
+
+    def _cached(self, name: str) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._compute(name)
+            self._arrays[name] = arr
+        return arr
+
+    def _compute(self, name: str) -> np.ndarray:
+        t = self.table
+        if name == "pair_id":
+            return t.column("pair_id").to_numpy().astype(np.int64, copy=False)
+        if name in ("logits", "probs"):
+            flat = t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            return flat.astype(np.float32, copy=False).reshape(t.num_rows, self.num_labels)
+        if name == "score":
+            return t.column("score").to_numpy().astype(np.float32, copy=False)
+        if name == "aspects":
+            out = np.full((t.num_rows, len(ASPECTS)), -1, dtype=np.int8)
+            values = pa.array(ASPECT_VALUES, pa.string())
+            for j, col in enumerate(ASPECT_COLUMNS):
+                if col in t.column_names:
+                    idx = pc.index_in(t.column(col), value_set=values)
+                    out[:, j] = pc.fill_null(idx, -1).to_numpy()
+            return out
+        if name == "order":  # argsort of pair_id, for align()
+            return np.argsort(self.pair_id, kind="stable")
+        raise KeyError(name)
+
+    @property
+    def pair_id(self) -> np.ndarray:
+        return self._cached("pair_id")
+
+    @property
+    def logits(self) -> np.ndarray:
+        """float32 ``[rows, K]``."""
+        return self._cached("logits")
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self._cached("probs")
+
+    @property
+    def score(self) -> np.ndarray:
+        """float32 ``[rows]``: expected gain under ``probs``."""
+        return self._cached("score")
+
+    @property
+    def aspect_codes(self) -> np.ndarray:
+        """int8 ``[rows, 4]``: index into ASPECT_VALUES per ASPECTS, -1 where missing."""
+        return self._cached("aspects")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.manifest["labels"])
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.manifest["labels"])
+
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["rows"])
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def align(self, pair_ids: np.ndarray) -> np.ndarray:
+        """Cache row for each of ``pair_ids`` (int64), -1 where the cache lacks the pair."""
+        pair_ids = np.asarray(pair_ids, dtype=np.int64)
+        order = self._cached("order")
+        if len(order) == 0:
+            return np.full(len(pair_ids), -1, dtype=np.int64)
+        sorted_pid = self.pair_id[order]
+        pos = np.clip(np.searchsorted(sorted_pid, pair_ids), 0, len(order) - 1)
+        hit = sorted_pid[pos] == pair_ids
+        return np.where(hit, order[pos], -1).astype(np.int64)
+
+    def cot(self, rows: np.ndarray) -> list[str | None]:
+        """CoT text for cache ``rows`` (-1 gives None); only these strings are materialised."""
+        rows = np.asarray(rows, dtype=np.int64)
+        idx = pa.array(np.where(rows < 0, 0, rows), mask=rows < 0)
+        return self.table.column("cot").take(idx).to_pylist()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "manifest": self.manifest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.root = state["root"]
+        self.manifest = state["manifest"]
+        self._table = None
+        self._arrays = {}
+
+    def __repr__(self) -> str:
+        return f"TeacherCache({str(self.root)!r}, rows={self.rows}, scheme={self.manifest['label_scheme']!r})"
+
+
+def _aspect_arrays(
+    aspects: Mapping[str, Sequence[str | None]] | np.ndarray | None, n: int
+) -> dict[str, pa.Array]:
+    if aspects is None:
+        return {c: pa.nulls(n, pa.string()) for c in ASPECT_COLUMNS}
+    out: dict[str, pa.Array] = {}
+    if isinstance(aspects, np.ndarray):
+        codes = np.asarray(aspects, dtype=np.int64)
+        if codes.shape != (n, len(ASPECTS)):
+            raise ValueError(
+                f"aspects codes must have shape ({n}, {len(ASPECTS)}), got {codes.shape}"
+            )
+        if ((codes < -1) | (codes >= len(ASPECT_VALUES))).any():
+            raise ValueError(f"aspect codes must be -1 or index into {ASPECT_VALUES}")
+        values = pa.array(ASPECT_VALUES, pa.string())
+        for j, col in enumerate(ASPECT_COLUMNS):
+            c = codes[:, j]
+            out[col] = values.take(pa.array(np.where(c < 0, 0, c), mask=c < 0))
+        return out
+    unknown = sorted(set(aspects) - set(ASPECTS))
+    if unknown:
+        raise ValueError(f"unknown aspect(s) {unknown}; known: {list(ASPECTS)}")
+    for a, col in zip(ASPECTS, ASPECT_COLUMNS, strict=True):
+        vals = aspects.get(a)
+        if vals is None:
+            out[col] = pa.nulls(n, pa.string())
+            continue
+        if len(vals) != n:
+            raise ValueError(f"aspects[{a!r}] has {len(vals)} rows, expected {n}")
+        arr = pa.array(vals, pa.string())
+        bad = set(pc.unique(arr.drop_null()).to_pylist()) - set(ASPECT_VALUES)
+        if bad:
+            raise ValueError(f"aspects[{a!r}] has values {sorted(bad)} outside {ASPECT_VALUES}")
+        out[col] = arr
+    return out

@@ -1,0 +1,592 @@
+"""The tokenized store: a canonical dataset's queries and items tokenized once, memory-mapped.
+
+Queries and items are tokenized separately (there are far fewer of them than pairs) without
+special tokens, so one store serves cross-encoders (``[CLS] q [SEP] item [SEP]`` is assembled at
+collate time) and two-towers alike. Layout of a store folder (nanoGPT style)::
+
+    manifest.json        inputs (fingerprinted), counts, dtypes, file sizes; written last
+    query_tokens.bin     flat token ids of every query, dtype ``token_dtype`` (uint16/uint32)
+    query_offsets.npy    int64 [num_queries + 1]; query r is tokens[offsets[r]:offsets[r+1]]
+    item_tokens.bin      flat token ids of every item
+    item_offsets.npy     int64 [num_items + 1]
+    pair_id.npy          int64 [num_pairs], in the dataset's pair order
+    query_row.npy        int32 row into the queries table (= the query group index)
+    item_row.npy         int32 row into the items table
+    label.npy            int8 class index in the label scheme, -1 = unlabelled
+    split.npy            int8 index into relkd.data.schema.SPLITS
+    bucket.npy           int8 index into relkd.data.schema.BUCKETS (the query's bucket)
+    aspects.npy          int8 [num_pairs, 4] index into ASPECT_VALUES per ASPECTS, -1 missing
+                         (only when the pairs table has aspect_* columns)
+
+The store is keyed by a fingerprint of its inputs (dataset table hashes, tokenizer name, class
+and vocab hash, item fields, max lengths). Opening an existing folder whose manifest records
+different inputs raises StaleArtifactError; it is never rebuilt silently. Nothing is ever written
+inside or beside the dataset folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
+from relkd import __version__
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.schema import ASPECT_VALUES, ASPECTS, BUCKETS, ITEMS, SPLITS
+from relkd.errors import DataError, StaleArtifactError
+
+STORE_VERSION = 1
+STORE_KIND = "tokenized_store"
+MANIFEST = "manifest.json"
+DEFAULT_ITEM_FIELDS: tuple[str, ...] = ("title", "brand", "color", "product_type", "description")
+ITEM_FIELD_SEPARATOR = " | "
+# Item text is cut to this many characters per allowed token before tokenizing, so a long
+# description is not tokenized in full only to be truncated (a token covers far fewer chars).
+CHARS_PER_TOKEN_CAP = 16
+TOKENIZE_CHUNK = 8192
+PAIR_ARRAYS: dict[str, str] = {
+    "pair_id": "int64",
+    "query_row": "int32",
+    "item_row": "int32",
+    "label": "int8",
+    "split": "int8",
+    "bucket": "int8",
+}
+
+
+@dataclass(frozen=True)
+class StoreInputs:
+    """Everything a store's contents depend on; its fingerprint names the store folder."""
+
+    dataset_name: str
+    dataset_tables: dict[str, str]  # items/queries/pairs -> sha256 from the dataset manifest
+    tokenizer_name: str
+    tokenizer_class: str
+    vocab_sha256: str
+    item_fields: tuple[str, ...]
+    max_query_tokens: int
+    max_item_tokens: int
+    store_version: int = STORE_VERSION
+
+    @classmethod
+    def of(
+        cls,
+        dataset: CanonicalDataset,
+        tokenizer: TokenizerInfo,
+        item_fields: tuple[str, ...],
+        max_query_tokens: int,
+        max_item_tokens: int,
+    ) -> StoreInputs:
+        if max_query_tokens < 1 or max_item_tokens < 1:
+            raise ValueError("max_query_tokens and max_item_tokens must be >= 1")
+        if not item_fields:
+            raise ValueError("item_fields must name at least one items column")
+        return cls(
+            dataset_name=dataset.manifest.name,
+            dataset_tables={
+                t: dataset.manifest.tables[t].sha256 for t in ("items", "queries", "pairs")
+            },
+            tokenizer_name=tokenizer.name,
+            tokenizer_class=tokenizer.cls_name,
+            vocab_sha256=tokenizer.vocab_sha256,
+            item_fields=tuple(item_fields),
+            max_query_tokens=int(max_query_tokens),
+            max_item_tokens=int(max_item_tokens),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["item_fields"] = list(self.item_fields)
+        return out
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def key(self) -> str:
+        """Folder name: ``<dataset name>-<fingerprint prefix>``."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.dataset_name)
+        return f"{safe or 'dataset'}-{self.fingerprint()[:16]}"
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """Human-readable list of inputs where ``recorded`` (a manifest's) differs from self."""
+        want = self.to_dict()
+        out = []
+        for name, value in want.items():
+            have = recorded.get(name)
+            if name == "dataset_tables" and isinstance(have, dict):
+                for table in sorted(set(value) | set(have)):
+                    if value.get(table) != have.get(table):
+                        out.append(
+                            f"dataset table {table} sha256 {_short(have.get(table))} (store) "
+                            f"!= {_short(value.get(table))} (dataset)"
+                        )
+            elif have != value:
+                out.append(f"{name} {have!r} (store) != {value!r} (requested)")
+        return out
+
+
+def _short(sha: Any) -> str:
+    return str(sha)[:12] if sha else "missing"
+
+
+DEFAULT_CACHE_DIR = "data_cache/tokenized"
+
+
+def default_store_dir(cache_dir: str | Path, inputs: StoreInputs) -> Path:
+    """``<cache_dir>/<key>``; a relative ``cache_dir`` resolves against the cwd."""
+    return Path(cache_dir) / inputs.key()
+
+
+class TokenizedStore:
+    """A verified, memory-mapped tokenized store. Arrays open lazily and are dropped on pickling
+    (DataLoader workers and ddp_spawn children reopen them from the path)."""
+
+    def __init__(self, root: str | Path, manifest: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        self._arrays: dict[str, np.ndarray] = {}
+        self._views: dict[str, np.ndarray] = {}
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: str | Path, inputs: StoreInputs | None = None) -> TokenizedStore:
+        """Open and verify a store; ``inputs`` (when given) must match the recorded ones.
+
+        Raises StaleArtifactError for a store built from other inputs and DataError naming the
+        file for a missing or truncated file.
+        """
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise DataError(
+                f"{path}: missing; {root} is not a complete tokenized store; delete the folder "
+                "to rebuild it"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: corrupt manifest ({exc}); delete {root} to rebuild") from None
+        if manifest.get("kind") != STORE_KIND:
+            raise DataError(f"{path}: kind is {manifest.get('kind')!r}, not {STORE_KIND!r}")
+        if manifest.get("store_version") != STORE_VERSION:
+            raise StaleArtifactError(
+                f"{root}: tokenized store version {manifest.get('store_version')} != "
+                f"{STORE_VERSION} read by this relkd; delete {root} to rebuild it"
+            )
+        if inputs is not None:
+            diffs = inputs.differences(manifest.get("inputs", {}))
+            if diffs:
+                raise StaleArtifactError(
+                    f"{root}: tokenized store is stale, built from other inputs: "
+                    + "; ".join(diffs)
+                    + f". Delete {root} (or choose another cache_dir) to rebuild it."
+                )
+        store = cls(root, manifest)
+        store.verify_files()
+        return store
+
+    @classmethod
+    def open_or_build(
+        cls,
+        data_dir: str | Path,
+        tokenizer: Any,
+        *,
+        cache_dir: str | Path = DEFAULT_CACHE_DIR,
+        store_dir: str | Path | None = None,
+        item_fields: tuple[str, ...] = DEFAULT_ITEM_FIELDS,
+        max_query_tokens: int = 32,
+        max_item_tokens: int = 96,
+        build: bool = True,
+    ) -> TokenizedStore:
+        """Open the store for these inputs, building it first if its folder does not exist.
+
+        Args:
+            tokenizer: a tokenizer object or a name/path for ``AutoTokenizer``.
+            store_dir: explicit store folder; default ``<cache_dir>/<key>``.
+            build: build a missing store; when False a missing store raises DataError.
+        """
+        dataset = CanonicalDataset(data_dir)
+        tok = load_tokenizer(tokenizer)
+        inputs = StoreInputs.of(
+            dataset, TokenizerInfo.of(tok), tuple(item_fields), max_query_tokens, max_item_tokens
+        )
+        root = Path(store_dir) if store_dir is not None else default_store_dir(cache_dir, inputs)
+        if not root.exists():
+            if not build:
+                raise DataError(f"{root}: tokenized store not built yet (run prepare_data first)")
+            cls.build(root, dataset, tok, inputs)
+        return cls.open(root, inputs)
+
+    # -- building ------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, root: str | Path, dataset: CanonicalDataset, tokenizer: Any, inputs: StoreInputs
+    ) -> TokenizedStore:
+        """Tokenize ``dataset`` into a new store at ``root`` (staged, then renamed into place)."""
+        root = Path(root)
+        if root.exists():
+            raise DataError(f"{root}: already exists; refusing to overwrite a tokenized store")
+        info = TokenizerInfo.of(tokenizer)
+        t0 = time.perf_counter()
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            manifest = _build_into(staging, dataset, tokenizer, info, inputs)
+            manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
+            tmp = staging / (MANIFEST + ".tmp")
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            tmp.replace(staging / MANIFEST)
+            try:
+                staging.replace(root)
+            except OSError:
+                if not (root / MANIFEST).is_file():  # not a concurrent builder that won the race
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls.open(root, inputs)
+
+    # -- arrays --------------------------------------------------------------------------
+
+    def verify_files(self) -> None:
+        """Check every file exists with the recorded size and the offsets are consistent."""
+        for name, size in self.manifest["files"].items():
+            path = self.root / name
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: missing from tokenized store {self.root}; delete it to rebuild"
+                )
+            actual = path.stat().st_size
+            if actual != size:
+                raise DataError(
+                    f"{path}: corrupt, {actual} bytes where the store manifest records {size}; "
+                    f"delete {self.root} to rebuild"
+                )
+        for kind in ("query", "item"):
+            offsets = self.array(f"{kind}_offsets")
+            tokens = self.array(f"{kind}_tokens")
+            if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(tokens):
+                raise DataError(f"{self.root / (kind + '_offsets.npy')}: corrupt offsets")
+
+    def array(self, name: str) -> np.ndarray:
+        """A store array by name (memory-mapped, read-only), opened on first use."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._open_array(name)
+            self._arrays[name] = arr
+        return arr
+
+    def view(self, name: str) -> np.ndarray:
+        """The same memory-mapped buffer as ``array(name)`` as a plain ndarray view: indexing it
+        skips np.memmap's per-call Python overhead (the collator's hot path uses it)."""
+        arr = self._views.get(name)
+        if arr is None:
+            arr = self.array(name).view(np.ndarray)
+            self._views[name] = arr
+        return arr
+
+    def _open_array(self, name: str) -> np.ndarray:
+        counts = self.manifest["counts"]
+        if name.endswith("_tokens"):
+            path = self.root / f"{name}.bin"
+            n = counts[name]
+            if n == 0:
+                return np.zeros(0, dtype=self.token_dtype)
+            try:
+                return np.memmap(path, dtype=self.token_dtype, mode="r", shape=(n,))
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{path}: cannot map tokenized store file ({exc})") from None
+        path = self.root / f"{name}.npy"
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read tokenized store file ({exc})") from None
+        rows = {"query_offsets": counts["queries"] + 1, "item_offsets": counts["items"] + 1}
+        expected = rows.get(name, counts["pairs"])
+        if arr.shape[0] != expected:
+            raise DataError(f"{path}: corrupt, {arr.shape[0]} rows where {expected} are expected")
+        return arr
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["token_dtype"])
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.manifest["counts"]["pairs"])
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.manifest["counts"]["queries"])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+    @property
+    def has_aspects(self) -> bool:
+        return bool(self.manifest["has_aspects"])
+
+    @property
+    def special(self) -> dict[str, Any]:
+        """Tokenizer facts recorded at build: cls_id, sep_id, pad_id, has_token_types, ..."""
+        return self.manifest["tokenizer"]
+
+    @property
+    def label_scheme(self) -> str:
+        return self.manifest["label_scheme"]
+
+    def query_lengths(self) -> np.ndarray:
+        return np.diff(self.array("query_offsets")).astype(np.int32)
+
+    def item_lengths(self) -> np.ndarray:
+        return np.diff(self.array("item_offsets")).astype(np.int32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "manifest": self.manifest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.root = state["root"]
+        self.manifest = state["manifest"]
+        self._arrays = {}
+        self._views = {}
+
+    def __repr__(self) -> str:
+        c = self.manifest["counts"]
+        return (
+            f"TokenizedStore({str(self.root)!r}, queries={c['queries']}, items={c['items']}, "
+            f"pairs={c['pairs']})"
+        )
+
+
+# -- build helpers -------------------------------------------------------------------------
+
+
+def _build_into(
+    out: Path,
+    dataset: CanonicalDataset,
+    tokenizer: Any,
+    info: TokenizerInfo,
+    inputs: StoreInputs,
+) -> dict[str, Any]:
+    token_dtype = np.dtype(np.uint16 if info.vocab_size <= np.iinfo(np.uint16).max else np.uint32)
+    scheme = dataset.scheme
+
+    queries = dataset.table("queries", ["query_id", "text", "bucket"])
+    item_cols = _item_columns(dataset, inputs.item_fields)
+    items = dataset.table("items", ["item_id", *item_cols])
+    pair_cols = ["pair_id", "query_id", "item_id", "label", "split"]
+    pair_schema_cols = set(pq_column_names(dataset, "pairs"))
+    aspect_cols = [f"aspect_{a}" for a in ASPECTS if f"aspect_{a}" in pair_schema_cols]
+    pairs = dataset.table("pairs", pair_cols + aspect_cols)
+
+    query_ids = _unique_keys(queries.column("query_id"), "queries", "query_id", dataset)
+    item_ids = _unique_keys(items.column("item_id"), "items", "item_id", dataset)
+
+    counts: dict[str, int] = {
+        "queries": queries.num_rows,
+        "items": items.num_rows,
+        "pairs": pairs.num_rows,
+    }
+    # Tokens: queries, then items (text is joined with Arrow kernels, not per-row Python).
+    q_text = queries.column("text")
+    counts["query_tokens"] = _tokenize_to(
+        out, "query", q_text, tokenizer, inputs.max_query_tokens, token_dtype
+    )
+    i_text = _item_text(items, item_cols, inputs.max_item_tokens * CHARS_PER_TOKEN_CAP)
+    counts["item_tokens"] = _tokenize_to(
+        out, "item", i_text, tokenizer, inputs.max_item_tokens, token_dtype
+    )
+    del q_text, i_text
+
+    # Pair arrays, all vectorised.
+    path = dataset.path("pairs")
+    pair_id = pairs.column("pair_id").to_numpy().astype(np.int64, copy=False)
+    sorted_ids = np.sort(pair_id)
+    dup = int(np.count_nonzero(sorted_ids[1:] == sorted_ids[:-1]))
+    if dup:
+        raise DataError(f"{path}: {dup} duplicate pair_id value(s); pair_id must be unique")
+    del sorted_ids
+    query_row = _lookup(pairs.column("query_id"), query_ids, path, "query_id", "queries")
+    item_row = _lookup(pairs.column("item_id"), item_ids, path, "item_id", "items")
+    label = _codes(
+        pairs.column("label"),
+        [*scheme.labels, *scheme.aliases],
+        [*range(scheme.num_labels), *(scheme.index(a) for a in scheme.aliases)],
+        path,
+        "label",
+        nullable=True,
+    )
+    split = _codes(pairs.column("split"), SPLITS, range(len(SPLITS)), path, "split")
+    q_bucket = _codes(
+        queries.column("bucket"),
+        BUCKETS,
+        range(len(BUCKETS)),
+        dataset.path("queries"),
+        "bucket",
+    )
+    arrays = {
+        "pair_id": pair_id,
+        "query_row": query_row,
+        "item_row": item_row,
+        "label": label,
+        "split": split,
+        "bucket": q_bucket[query_row],
+    }
+    files: dict[str, int] = {}
+    for name, dtype in PAIR_ARRAYS.items():
+        np.save(out / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+    if aspect_cols:
+        aspects = np.full((pairs.num_rows, len(ASPECTS)), -1, dtype=np.int8)
+        for j, a in enumerate(ASPECTS):
+            col = f"aspect_{a}"
+            if col in aspect_cols:
+                aspects[:, j] = _codes(
+                    pairs.column(col), ASPECT_VALUES, range(len(ASPECT_VALUES)), path, col, True
+                )
+        np.save(out / "aspects.npy", aspects)
+    for f in sorted(os.listdir(out)):
+        files[f] = (out / f).stat().st_size
+
+    return {
+        "kind": STORE_KIND,
+        "store_version": STORE_VERSION,
+        "relkd_version": __version__,
+        "fingerprint": inputs.fingerprint(),
+        "inputs": inputs.to_dict(),
+        "label_scheme": scheme.name,
+        "tokenizer": info.to_dict(),
+        "token_dtype": token_dtype.name,
+        "item_columns": item_cols,
+        "item_field_separator": ITEM_FIELD_SEPARATOR,
+        "has_aspects": bool(aspect_cols),
+        "counts": counts,
+        "files": files,
+    }
+
+
+def pq_column_names(dataset: CanonicalDataset, name: str) -> list[str]:
+    """Column names of a dataset table, read from the Parquet footer only."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(dataset.path(name)).names
+
+
+def _item_columns(dataset: CanonicalDataset, fields: tuple[str, ...]) -> list[str]:
+    present = pq_column_names(dataset, "items")
+    known = {c.name for c in ITEMS.columns}
+    cols = []
+    for f in fields:
+        if f in present:
+            cols.append(f)
+        elif f not in known:
+            raise DataError(
+                f"{dataset.path('items')}: item field {f!r} is not a column (columns: {present})"
+            )
+        # a known optional column that this dataset lacks is skipped
+    if not cols:
+        raise DataError(f"{dataset.path('items')}: none of the item fields {list(fields)} exist")
+    return cols
+
+
+def _unique_keys(col: pa.ChunkedArray, table: str, key: str, dataset: CanonicalDataset) -> pa.Array:
+    arr = col.combine_chunks()
+    if pc.count_distinct(arr).as_py() != len(arr) or arr.null_count:
+        raise DataError(f"{dataset.path(table)}: column {key} has duplicate or null values")
+    return arr
+
+
+def _lookup(col: pa.ChunkedArray, keys: pa.Array, path: Path, name: str, table: str) -> np.ndarray:
+    idx = pc.index_in(col, value_set=keys)
+    if idx.null_count:
+        raise DataError(f"{path}: {idx.null_count} pair(s) have a {name} not found in {table}")
+    return idx.to_numpy().astype(np.int32, copy=False)
+
+
+def _codes(
+    col: pa.ChunkedArray,
+    names: Any,
+    codes: Any,
+    path: Path,
+    column: str,
+    nullable: bool = False,
+) -> np.ndarray:
+    """Map a string column to small int codes via ``names -> codes``; null -> -1 if nullable."""
+    names = list(names)
+    lut = np.asarray([*list(codes), -1], dtype=np.int8)
+    idx = pc.index_in(col, value_set=pa.array(names, pa.string()))
+    bad = pc.and_(pc.is_valid(col), pc.is_null(idx))
+    n_bad = pc.sum(bad).as_py() or 0
+    if n_bad:
+        example = pc.filter(col, bad)[0].as_py()
+        raise DataError(
+            f"{path}: column {column} has {n_bad} value(s) outside {names}, e.g. {example!r}"
+        )
+    if not nullable and col.null_count:
+        raise DataError(f"{path}: column {column} has {col.null_count} null value(s)")
+    return lut[pc.fill_null(idx, len(names)).to_numpy()]
+
+
+def _item_text(items: pa.Table, cols: list[str], max_chars: int) -> pa.ChunkedArray:
+    parts = []
+    for c in cols:
+        col = items.column(c)
+        if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+            col = pc.cast(col, pa.string())
+        col = pc.utf8_trim_whitespace(col)
+        empty = pc.equal(pc.utf8_length(col), 0)
+        parts.append(pc.if_else(empty, pa.scalar(None, col.type), col))
+    joined = pc.binary_join_element_wise(*parts, ITEM_FIELD_SEPARATOR, null_handling="skip")
+    return pc.utf8_slice_codeunits(joined, 0, max_chars)
+
+
+def _tokenize_to(
+    out: Path,
+    kind: str,
+    texts: pa.ChunkedArray,
+    tokenizer: Any,
+    max_tokens: int,
+    dtype: np.dtype,
+) -> int:
+    """Tokenize ``texts`` in chunks, appending ids to ``<kind>_tokens.bin``; writes offsets."""
+    n = len(texts)
+    lengths = np.zeros(n, dtype=np.int64)
+    total = 0
+    with open(out / f"{kind}_tokens.bin", "wb") as fh:
+        for start in range(0, n, TOKENIZE_CHUNK):
+            batch = [t or "" for t in texts.slice(start, TOKENIZE_CHUNK).to_pylist()]
+            ids = tokenizer(
+                batch,
+                add_special_tokens=False,
+                truncation=True,
+                max_length=max_tokens,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            flat = np.fromiter(
+                itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum())
+            )
+            fh.write(flat.tobytes())
+            lengths[start : start + len(ids)] = lens
+            total += int(lens.sum())
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    np.save(out / f"{kind}_offsets.npy", offsets)
+    return total
