@@ -73,6 +73,7 @@ class StudentModule(L.LightningModule):
             lambda: defaultdict(list)
         )
         self.eval_results: dict[str, dict[str, Any]] = {}
+        self.eval_predictions: dict[str, dict[str, np.ndarray]] = {}
 
     # ---- forward and training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -155,6 +156,9 @@ class StudentModule(L.LightningModule):
             if gathered[i]:
                 results[split] = self._metrics(gathered[i], threshold=threshold)
         self.eval_results = results
+        self.eval_predictions = {
+            s: gathered[i] for i, s in enumerate(self.eval_splits) if gathered[i]
+        }
         for split, result in results.items():
             for key, value in flatten_metrics(split, result).items():
                 self.log(key, value, sync_dist=False, add_dataloader_idx=False)

@@ -22,6 +22,9 @@ class CrossEncoder(nn.Module):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be cls or mean, got {pooling!r}")
+        if getattr(encoder, "pooler", None) is not None:
+            # BERT-family encoders carry a pooler we never read; unused parameters break DDP.
+            encoder.pooler = None
         self.encoder = encoder
         self.pooling = pooling
         hidden = encoder.config.hidden_size

@@ -29,8 +29,29 @@ def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def write_predictions(path: Path, rows: dict[str, Any]) -> None:
+    """One row per evaluated pair: pair_id, label, query_index, bucket, score, probs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    probs = rows["probs"].astype("float32")
+    table = pa.table(
+        {
+            "pair_id": rows["pair_id"].astype("int64"),
+            "label": rows["labels"].astype("int64"),
+            "query_index": rows["query_index"].astype("int64"),
+            "bucket": rows["bucket"].astype("int64"),
+            "score": rows["score"].astype("float32"),
+            "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), probs.shape[1]),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
 class RunReport(L.Callback):
-    """After ``trainer.test``: write ``metrics_path`` and link hparams to the final metrics."""
+    """After ``trainer.test``: write ``metrics_path``, ``predictions/<split>.parquet`` beside it,
+    and link hparams to the final metrics."""
 
     def __init__(
         self, metrics_path: Path, config: dict[str, Any], extra: dict[str, Any] | None = None
@@ -48,6 +69,8 @@ class RunReport(L.Callback):
         tmp = self.metrics_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         tmp.replace(self.metrics_path)
+        for split, rows in getattr(pl_module, "eval_predictions", {}).items():
+            write_predictions(self.metrics_path.parent / "predictions" / f"{split}.parquet", rows)
         logger = trainer.logger
         if logger is None or not hasattr(logger, "experiment"):
             return
