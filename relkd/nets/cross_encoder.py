@@ -30,6 +30,7 @@ class CrossEncoder(nn.Module):
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_labels)
+        self.train()  # from_pretrained returns the encoder in eval mode; Lightning keeps modes
 
     def forward(
         self,
