@@ -1,0 +1,1 @@
+"""The embedded synthetic catalogue generator; entry point: ``synthetic_catalogue``."""
