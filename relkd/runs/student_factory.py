@@ -15,6 +15,11 @@ from relkd.nets.encoder_presets import EncoderSpec, resolve_encoder
 STUDENTS = ("cross_encoder",)
 
 
+def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
+    """Resolve ``model.encoder``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
+    return resolve_encoder(cfg.model, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
+
+
 def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
     d = cfg.data
     return QueryItemDataModule(
@@ -58,4 +63,4 @@ def build_student(
     )
 
 
-__all__ = ["build_datamodule", "build_student", "resolve_encoder"]
+__all__ = ["build_datamodule", "build_student", "encoder_spec"]
