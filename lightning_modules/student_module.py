@@ -8,7 +8,6 @@ so DDP's padded eval shards never count a pair twice.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import lightning as L
@@ -69,9 +68,8 @@ class StudentModule(L.LightningModule):
         self.register_buffer(
             "gains", torch.tensor(scheme.gains, dtype=torch.float32), persistent=False
         )
-        self._buffers_eval: dict[int, dict[str, list[np.ndarray]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
+        # plain dicts (no lambdas) so the module pickles for ddp_spawn
+        self._buffers_eval: dict[int, dict[str, list[np.ndarray]]] = {}
         self.eval_results: dict[str, dict[str, Any]] = {}
         self.eval_predictions: dict[str, dict[str, np.ndarray]] = {}
 
@@ -95,11 +93,11 @@ class StudentModule(L.LightningModule):
     # ---- evaluation ----
     def _collect(self, batch: dict[str, Any], dataloader_idx: int) -> None:
         out = self(batch)
-        buf = self._buffers_eval[dataloader_idx]
+        buf = self._buffers_eval.setdefault(dataloader_idx, {})
         for key in EVAL_FIELDS:
-            buf[key].append(batch[key].detach().cpu().numpy())
-        buf["score"].append(out["score"].detach().float().cpu().numpy())
-        buf["probs"].append(out["probs"].detach().float().cpu().numpy())
+            buf.setdefault(key, []).append(batch[key].detach().cpu().numpy())
+        buf.setdefault("score", []).append(out["score"].detach().float().cpu().numpy())
+        buf.setdefault("probs", []).append(out["probs"].detach().float().cpu().numpy())
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0

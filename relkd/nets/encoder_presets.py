@@ -95,8 +95,9 @@ def _resolve_one(
             "intermediate_size": 4 * hidden,
             "max_position_embeddings": 512,
         }
+        tokenizer = _tiny_tokenizer(data_dir, cache_root)
         return EncoderSpec(
-            name=name, tokenizer=minilm_path(), pretrained=None, config_overrides=overrides
+            name=name, tokenizer=tokenizer, pretrained=None, config_overrides=overrides
         )
     return EncoderSpec(name=name, tokenizer=name, pretrained=name, config_overrides={})
 
