@@ -86,3 +86,28 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path, shared_data_root
         assert ddp[split]["threshold"] == pytest.approx(
             single[split]["threshold"], abs=SCORE_TOLERANCE
         )
+
+
+def test_ddp_spawn_in_process_writes_the_run(tmp_path: Path, shared_data_root: Path) -> None:
+    """ddp_spawn is the in-process way to run DDP under pytest: the report is written by the
+    spawned rank 0, and every val/test pair is counted exactly once."""
+    cfg = compose(
+        QUICKSTART,
+        tiny_overrides(
+            tmp_path,
+            shared_data_root,
+            **{
+                "early_stopping.enabled": False,
+                "trainer.devices": 2,
+                "trainer.strategy": "ddp_spawn",
+                "trainer.accelerator": "cpu",
+            },
+        ),
+    )
+    run_dir = run_training(cfg)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        preds = pq.read_table(run_dir / "predictions" / f"{split}.parquet")
+        ids = preds.column("pair_id").to_numpy()
+        assert len(np.unique(ids)) == len(ids) == metrics[split]["num_pairs"] > 0
+    assert metrics["global_step"] > 0

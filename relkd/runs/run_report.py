@@ -60,11 +60,22 @@ class RunReport(L.Callback):
         self.config = config
         self.extra = extra or {}
 
+    @staticmethod
+    def _trained_steps(trainer: L.Trainer) -> int:
+        """Optimiser steps behind the evaluated weights. A process that only tests (ddp_spawn's
+        test workers, ``relkd eval``) starts at step 0, so read it from the checkpoint."""
+        if trainer.global_step or not trainer.ckpt_path:
+            return int(trainer.global_step)
+        import torch
+
+        ckpt = torch.load(trainer.ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+        return int(ckpt.get("global_step", 0))
+
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         results: dict[str, Any] = dict(getattr(pl_module, "eval_results", {}))
-        payload = {**self.extra, "global_step": trainer.global_step, **results}
+        payload = {**self.extra, "global_step": self._trained_steps(trainer), **results}
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.metrics_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
