@@ -185,7 +185,8 @@ class QueryItemDataModule(pl.LightningDataModule):
                 "num_workers": self.num_workers,
                 "seed": self.seed,
                 "test_splits": list(self.test_splits),
-            }
+            },
+            logger=False,  # the run's config.yaml is the record; keep these out of TensorBoard
         )
         self._dataset = CanonicalDataset(self.data_dir)
         self._store: TokenizedStore | None = None
