@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
-from relkd.data.manifest import Manifest, TableEntry, sha256_file
+from relkd.data.manifest import MANIFEST_NAME, Manifest, TableEntry, sha256_file
 from relkd.data.schema import REQUIRED_TABLES, TABLES
 from relkd.errors import DataError
 
@@ -94,11 +94,9 @@ class CanonicalDataset:
             overwrite: replace an existing dataset at ``root``; otherwise refuse.
         """
         get_label_scheme(label_scheme)
-        root = Path(root)
-        if root.exists() and any(root.iterdir()) and not overwrite:
-            raise DataError(
-                f"{root}: already exists and is not empty; pass overwrite to replace it"
-            )
+        shown = Path(root)
+        root = shown.resolve()
+        _check_target(shown, root, overwrite)
         for required in REQUIRED_TABLES:
             if required not in tables:
                 raise DataError(f"dataset {name}: table {required} is required")
@@ -125,10 +123,48 @@ class CanonicalDataset:
                 tables=entries,
                 stats=stats or {},
             ).save(staging)
-            if root.exists():
-                shutil.rmtree(root)
-            staging.replace(root)
+            _swap_into_place(staging, root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return cls(root)
+        return cls(shown)
+
+
+def _check_target(shown: Path, root: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an existing relkd dataset, and never the working folder."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise DataError(f"{shown}: exists and is not a folder")
+    if not any(root.iterdir()):
+        return
+    if not overwrite:
+        raise DataError(f"{shown}: already exists and is not empty; pass overwrite to replace it")
+    if not (root / MANIFEST_NAME).is_file():
+        raise DataError(
+            f"{shown}: is not a relkd dataset (no {MANIFEST_NAME}); refusing to delete it to overwrite"
+        )
+    cwd = Path.cwd().resolve()
+    if root == cwd or root in cwd.parents:
+        raise DataError(
+            f"{shown}: is the working folder or one of its parents; refusing to overwrite it"
+        )
+
+
+def _swap_into_place(staging: Path, root: Path) -> None:
+    """Move the finished dataset to ``root``; an old dataset there is moved aside first and
+    restored if the move fails, so there is no moment without a complete dataset on disk."""
+    if root.exists() and not any(root.iterdir()):
+        root.rmdir()
+    if not root.exists():
+        staging.replace(root)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+    backup.rmdir()
+    root.replace(backup)
+    try:
+        staging.replace(root)
+    except BaseException:
+        backup.replace(root)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
