@@ -8,6 +8,7 @@ so DDP's padded eval shards never count a pair twice.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -20,6 +21,7 @@ from relkd.data.label_scheme import LabelScheme
 from relkd.losses.weighted_loss import WeightedLoss
 from relkd.metrics import compute_relevance_metrics, tune_threshold
 
+log = logging.getLogger(__name__)
 NET_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EVAL_FIELDS = ("pair_id", "labels", "query_index", "bucket")
 
@@ -43,7 +45,8 @@ class StudentModule(L.LightningModule):
     """A relevance student: ``net`` (nn.Module) trained with ``loss`` (WeightedLoss).
 
     Args:
-        net: maps the batch's model inputs to ``{"logits": (B, K)}``.
+        net: maps the batch's model inputs to ``{"logits": (B, K)}``; it reads the batch keys
+            named by its ``input_keys`` attribute (default: the cross-encoder inputs).
         loss: the weighted combiner; every term is logged as ``train/loss/<term>``.
         scheme: label scheme, for gains (ranking score) and metrics.
         optim: ``lr, head_lr, weight_decay, warmup_ratio, scheduler``.
@@ -75,10 +78,12 @@ class StudentModule(L.LightningModule):
 
     # ---- forward and training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = dict(self.net(**{k: batch[k] for k in NET_INPUTS if k in batch}))
+        keys = getattr(self.net, "input_keys", NET_INPUTS)
+        out = dict(self.net(**{k: batch[k] for k in keys if k in batch}))
         probs = out["logits"].float().softmax(-1)
         out["probs"] = probs
-        out["score"] = probs @ self.gains
+        # under bf16-true Lightning casts buffers to bf16; the score stays float32
+        out["score"] = probs @ self.gains.float()
         return out
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -150,6 +155,12 @@ class StudentModule(L.LightningModule):
             if val_rows:
                 binary = self.scheme.binary_array()[val_rows["labels"]]
                 threshold = tune_threshold(binary, val_rows["score"])
+        if threshold is None:
+            log.warning(
+                "no val split to tune the decision threshold on: accuracy and macro-F1 of %s use "
+                "a threshold tuned on that split itself (metrics.json: threshold_tuned)",
+                ", ".join(self.eval_splits),
+            )
         for i, split in enumerate(self.eval_splits):
             if gathered[i]:
                 results[split] = self._metrics(gathered[i], threshold=threshold)

@@ -110,7 +110,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="re-evaluate a run's checkpoint")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
-    ev.add_argument("--split", default="test")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pyarrow.compute as pc
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
@@ -31,9 +32,20 @@ TRAINER_KEYS_OPTIONAL = (
 
 
 def is_launcher_rank_zero() -> bool:
-    """True in the process the user started (before Lightning launches DDP workers)."""
-    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    """True in the process the user started, or global rank 0 under torchrun / SLURM."""
+    rank = (
+        os.environ.get("RANK")
+        or os.environ.get("SLURM_PROCID")
+        or os.environ.get("LOCAL_RANK")
+        or "0"
+    )
     return int(rank) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def has_labelled(dataset: CanonicalDataset, split: str) -> bool:
+    pairs = dataset.table("pairs", columns=["label", "split"])
+    labelled = pc.and_(pc.is_valid(pairs["label"]), pc.equal(pairs["split"], split))
+    return bool(pc.any(labelled).as_py())
 
 
 def trainer_kwargs(t: Any) -> dict[str, Any]:
@@ -65,8 +77,21 @@ def _resume_dir(cfg: DictConfig) -> tuple[Path, Path]:
     return run_dir, ckpt
 
 
+def compose_for_run(experiment: str | Path, overrides: list[str]) -> DictConfig:
+    """The config to run. With ``resume=RUN_DIR`` that is the run's own saved config.yaml plus
+    the command-line overrides (e.g. a larger ``trainer.max_epochs``), never the experiment
+    YAML again, so a resumed run keeps its dataset, model and loss."""
+    cfg = compose(experiment, overrides)
+    if not cfg.resume:
+        return cfg
+    saved = Path(cfg.resume) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume: {saved} not found; is {cfg.resume} a relkd run folder?")
+    return compose(saved, overrides, with_base=False)
+
+
 def train_from_cli(experiment: str | Path, overrides: list[str]) -> Path:
-    return run_training(compose(experiment, overrides))
+    return run_training(compose_for_run(experiment, overrides))
 
 
 def run_training(cfg: DictConfig) -> Path:
@@ -85,7 +110,9 @@ def _run(cfg: DictConfig) -> Path:
         run_dir, resume_ckpt = _resume_dir(cfg)
         os.environ[VERSION_ENV] = run_dir.name
     else:
-        run_dir = choose_run_dir(cfg.output_dir, cfg.experiment, cfg.version)
+        run_dir = choose_run_dir(
+            cfg.output_dir, cfg.experiment, cfg.version, claim=is_launcher_rank_zero()
+        )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
     dataset = CanonicalDataset(data_dir)
@@ -114,23 +141,29 @@ def _run(cfg: DictConfig) -> Path:
         version=run_dir.name,
         default_hp_metric=False,
     )
+    # Without labelled val pairs there is nothing to select on: keep the latest weights as best.
+    monitor = cfg.checkpoint.monitor if has_labelled(dataset, "val") else None
+    if monitor is None:
+        log.warning("%s has no labelled val pairs: no early stopping, best.ckpt = latest", data_dir)
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor=cfg.checkpoint.monitor,
+        monitor=monitor,
         mode=cfg.checkpoint.mode,
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
     )
     callbacks: list[L.Callback] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
-    if cfg.early_stopping.enabled:
+    if cfg.early_stopping.enabled and monitor is not None:
         callbacks.append(
             EarlyStopping(
-                monitor=cfg.checkpoint.monitor,
+                monitor=monitor,
                 mode=cfg.checkpoint.mode,
                 patience=cfg.early_stopping.patience,
                 min_delta=cfg.early_stopping.min_delta,
+                check_on_train_epoch_end=False,  # only after validation, which logs the metric
+                strict=False,  # a val split whose queries all lack positives logs no NDCG
             )
         )
     extra = {"experiment": cfg.experiment, "version": run_dir.name, "dataset": str(data_dir)}
@@ -155,7 +188,11 @@ def _print_summary(cfg: DictConfig, run_dir: Path, data_dir: Path) -> None:
     from relkd.metrics.report import format_metrics_table
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    split = "test" if "test" in metrics else cfg.eval.splits[-1]
+    evaluated = [s for s in cfg.eval.splits if s in metrics]
+    if not evaluated:
+        print(f"\nrun: {run_dir} (no labelled pairs in {list(cfg.eval.splits)} to evaluate)")
+        return
+    split = "test" if "test" in evaluated else evaluated[-1]
     rows = {f"{cfg.model.encoder} ({split})": metrics[split]}
     if cfg.eval.bm25_baseline:
         from relkd.baselines.bm25_baseline import run_bm25_baseline

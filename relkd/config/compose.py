@@ -164,6 +164,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         "linear or constant",
     )
     _check(cfg.checkpoint.mode in ("min", "max"), layers, "checkpoint.mode", "must be min or max")
+    _check(len(cfg.eval.splits) > 0, layers, "eval.splits", "name at least one split")
     bad_splits = sorted(set(cfg.eval.splits) - {"train", "val", "test"})
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
 

@@ -12,9 +12,12 @@ class CrossEncoder(nn.Module):
     Shapes:
         input_ids, attention_mask, token_type_ids: (B, L) int64.
         returns {"logits": (B, K) float, "pooled": (B, H) float}.
-    The pooled vector is returned so later terms (contrastive adversarial training, CoT
-    distillation heads) can read it without a second forward pass.
+    ``input_keys`` names the batch keys the student module passes in (a two-tower net declares
+    its query/item keys instead). The pooled vector is returned so later terms (contrastive
+    adversarial training, CoT distillation heads) can read it without a second forward pass.
     """
+
+    input_keys = ("input_ids", "attention_mask", "token_type_ids")
 
     def __init__(
         self, encoder: nn.Module, num_labels: int, dropout: float = 0.1, pooling: str = "cls"

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from relkd.errors import ConfigError
+
 VERSION_ENV = "RELKD_RUN_VERSION"
 
 
@@ -22,8 +24,37 @@ def next_version(experiment_dir: Path) -> str:
     return f"version_{max(taken, default=-1) + 1}"
 
 
-def choose_run_dir(output_dir: str, experiment: str, version: str | None) -> Path:
-    """Pick (and share with child processes) the run folder of a new run."""
-    chosen = os.environ.get(VERSION_ENV) or version or next_version(Path(output_dir) / experiment)
+def choose_run_dir(
+    output_dir: str, experiment: str, version: str | None, claim: bool = True
+) -> Path:
+    """Pick (and share with child processes) the run folder of a new run.
+
+    The launching process (``claim``) creates the folder with ``exist_ok=False``, so two runs
+    started at once never share one: the loser takes the next number. An explicit ``version``
+    that already exists is refused rather than overwritten (use ``resume=`` to continue it).
+    DDP workers (``claim=False``) take the version the launcher chose.
+    """
+    inherited = os.environ.get(VERSION_ENV)
+    exp_dir = Path(output_dir) / experiment
+    if inherited or not claim:
+        chosen = inherited or version or next_version(exp_dir)
+    elif version:
+        chosen = version
+        try:
+            (exp_dir / chosen).mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise ConfigError(
+                f"version: {exp_dir / chosen} already exists; pick another version or resume it "
+                f"with resume={exp_dir / chosen}"
+            ) from None
+    else:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            chosen = next_version(exp_dir)
+            try:
+                (exp_dir / chosen).mkdir(exist_ok=False)
+                break
+            except FileExistsError:
+                continue  # another run claimed it first
     os.environ[VERSION_ENV] = chosen
-    return Path(output_dir) / experiment / chosen
+    return exp_dir / chosen

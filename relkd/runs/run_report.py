@@ -68,7 +68,7 @@ class RunReport(L.Callback):
             return int(trainer.global_step)
         import torch
 
-        ckpt = torch.load(trainer.ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+        ckpt = torch.load(trainer.ckpt_path, map_location="cpu", mmap=True, weights_only=True)
         return int(ckpt.get("global_step", 0))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
