@@ -757,6 +757,361 @@ def test_table_bad_file_type(tmp_path: Path) -> None:
         import_table(bad, items, tmp_path / "o", scheme="esci")
 
 
+# ----------------------------------------------------------------------------- tables: bad values
+
+
+def _small_pairs_items(folder: Path) -> tuple[Path, Path]:
+    """Two labelled pairs with query text and their two items, as CSV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = folder / "pairs.csv"
+    pairs.write_text("query_id,item_id,label,query\nq1,a,E,lamp\nq2,b,I,desk\n")
+    items = folder / "items.csv"
+    items.write_text("item_id,title\na,A\nb,B\n")
+    return pairs, items
+
+
+def _behavior_timestamps(tmp_path: Path, values: list[str]) -> list[int | None]:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    behavior = tmp_path / "in" / "behavior.csv"
+    behavior.write_text(
+        "query_id,item_id,impressions,clicks,timestamp\n"
+        + "".join(f"q1,a,1,0,{v}\n" for v in values)
+    )
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", behavior=behavior)
+    return ds.table("behavior")["timestamp"].to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2024-01-01T00:00:00Z", 1704067200),
+        ("2024-01-01T00:00:00+02:00", 1704067200 - 7200),
+        ("2024-01-01T00:00:00-02:30", 1704067200 + 9000),
+        ("2024-01-01T00:00:00.5", 1704067200),  # sub-second precision is floored
+        ("2024-01-01T00:00:00.999+01:00", 1704067200 - 3600),
+        ("1969-12-31T23:59:59.5", -1),  # floored, not truncated towards zero
+        ("2024-01-01", 1704067200),
+        ("1700000000", 1700000000),
+    ],
+)
+def test_table_timestamp_iso_8601_text(tmp_path: Path, text: str, seconds: int) -> None:
+    assert _behavior_timestamps(tmp_path, [text]) == [seconds]
+
+
+def test_table_timestamp_mixed_text_forms_keep_row_order(tmp_path: Path) -> None:
+    values = ["2024-01-01T00:00:00Z", "", "1700000000", "2024-01-01T00:00:00.25"]
+    assert _behavior_timestamps(tmp_path, values) == [1704067200, None, 1700000000, 1704067200]
+
+
+def test_table_timestamp_bad_text_names_file_column_and_values(tmp_path: Path) -> None:
+    # '2024-13-01' has the ISO shape but no such month; 'yesterday' has no ISO shape at all
+    with pytest.raises(DataError) as exc:
+        _behavior_timestamps(tmp_path, ["2024-01-01T00:00:00Z", "2024-13-01", "yesterday"])
+    msg = error_text(exc)
+    assert "behavior.csv" in msg and "'timestamp'" in msg
+    assert "2 value(s)" in msg and "'2024-13-01'" in msg and "'yesterday'" in msg
+
+
+@pytest.mark.parametrize(
+    ("array", "seconds"),
+    [
+        (pa.array([1500, -1500, None], pa.timestamp("ms")), [1, -2, None]),
+        (pa.array([1_999_999, 0, None], pa.timestamp("us", "Europe/Berlin")), [1, 0, None]),
+        (pa.array([2_500_000_000, 1, None], pa.timestamp("ns", "UTC")), [2, 0, None]),
+        (pa.array([1, -1, None], pa.date32()), [86400, -86400, None]),
+    ],
+)
+def test_table_timestamp_parquet_sub_second_is_floored(
+    tmp_path: Path, array: pa.Array, seconds: list[int | None]
+) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    behavior = tmp_path / "in" / "behavior.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "query_id": ["q1"] * 3,
+                "item_id": ["a"] * 3,
+                "impressions": [1] * 3,
+                "clicks": [0] * 3,
+                "timestamp": array,
+            }
+        ),
+        behavior,
+    )
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", behavior=behavior)
+    assert ds.table("behavior")["timestamp"].to_pylist() == seconds
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("items", "title", {"en": "Lamp"}),
+        ("items", "brand", ["Acme"]),
+        ("items", "category", {"top": "lighting"}),
+        ("items", "description", ["a", "b"]),
+        ("items", "product_type", [1]),
+        ("pairs", "aspect_brand", ["match"]),
+        ("pairs", "query", ["lamp"]),
+        ("pairs", "label", ["E"]),
+        ("pairs", "split", ["train"]),
+    ],
+)
+def test_table_nested_values_in_text_columns(
+    tmp_path: Path, table: str, column: str, value: object
+) -> None:
+    rows = {
+        "pairs": [
+            {"query_id": "q1", "item_id": "a", "label": "E", "query": "lamp", "split": "train"},
+            {"query_id": "q2", "item_id": "b", "label": "I", "query": "desk", "split": "train"},
+        ],
+        "items": [{"item_id": "a", "title": "A"}, {"item_id": "b", "title": "B"}],
+    }
+    for row in rows[table]:
+        row[column] = value
+    paths = {}
+    for name, content in rows.items():
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in content))
+    with pytest.raises(DataError) as exc:
+        import_table(paths["pairs"], paths["items"], tmp_path / "o", scheme="esci")
+    msg = error_text(exc)
+    assert f"{table}.jsonl" in msg and f"column {column!r}" in msg and "nested" in msg
+
+
+def test_table_nested_parquet_text_column(tmp_path: Path) -> None:
+    pairs, _ = _small_pairs_items(tmp_path / "in")
+    pq_items = tmp_path / "in" / "items.parquet"
+    pq.write_table(
+        pa.table({"item_id": ["a", "b"], "title": ["A", "B"], "color": [["red"], ["blue"]]}),
+        pq_items,
+    )
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, pq_items, tmp_path / "o", scheme="esci")
+    assert "items.parquet" in error_text(exc) and "'color'" in error_text(exc)
+
+
+def test_table_nested_behavior_user_id(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    behavior = tmp_path / "in" / "behavior.jsonl"
+    behavior.write_text(
+        json.dumps({"query_id": "q1", "item_id": "a", "impressions": 1, "clicks": 0,
+                    "user_id": {"id": 7}}) + "\n"
+    )  # fmt: skip
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, items, tmp_path / "o", scheme="esci", behavior=behavior)
+    assert "behavior.jsonl" in error_text(exc) and "'user_id'" in error_text(exc)
+
+
+@pytest.mark.parametrize("column", ["query_id", "item_id"])
+def test_table_parquet_nan_id_is_a_blank_id(tmp_path: Path, column: str) -> None:
+    _, items = _small_pairs_items(tmp_path / "in")
+    cols = {"query_id": ["q1", "q2"], "item_id": ["a", "b"], "label": ["E", "I"]}
+    cols[column] = pa.array([1.0, float("nan")])
+    pq_pairs = tmp_path / "in" / "pairs.parquet"
+    pq.write_table(pa.table({**cols, "query": ["lamp", "desk"]}), pq_pairs)
+    with pytest.raises(DataError) as exc:
+        import_table(pq_pairs, items, tmp_path / "o", scheme="esci")
+    msg = error_text(exc)
+    assert "pairs.parquet" in msg and f"column {column!r} is empty in 1 row(s)" in msg
+    assert "data rows [2]" in msg
+
+
+def test_table_parquet_nan_pair_id_is_empty(tmp_path: Path) -> None:
+    _, items = _small_pairs_items(tmp_path / "in")
+    pq_pairs = tmp_path / "in" / "pairs.parquet"
+    pq.write_table(
+        pa.table(
+            {"pair_id": [1.0, float("nan")], "query_id": ["q1", "q2"], "item_id": ["a", "b"],
+             "label": ["E", "I"], "query": ["lamp", "desk"]}
+        ),
+        pq_pairs,
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"pairs\.parquet: column 'pair_id' is empty in 1 row"):
+        import_table(pq_pairs, items, tmp_path / "o", scheme="esci")
+
+
+def test_table_parquet_nan_position_is_null(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    behavior = tmp_path / "in" / "behavior.parquet"
+    pq.write_table(
+        pa.table({"query_id": ["q1", "q1"], "item_id": ["a", "a"], "impressions": [1, 1],
+                  "clicks": [0, 0], "position": [2.0, float("nan")]}),
+        behavior,
+    )  # fmt: skip
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", behavior=behavior)
+    assert ds.table("behavior")["position"].to_pylist() == [2, None]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("1e20", "outside the int64 range"),
+        ("100000000000000000000", "outside the int64 range"),
+        ("-9223372036854775809", "outside the int64 range"),
+        ("9007199254740993.0", "too large to read exactly"),
+    ],
+)
+def test_table_pair_id_out_of_range(tmp_path: Path, value: str, why: str) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    pairs.write_text(f"pair_id,query_id,item_id,label,query\n{value},q1,a,E,lamp\n2,q2,b,I,desk\n")
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, items, tmp_path / "o", scheme="esci")
+    msg = error_text(exc)
+    assert "pairs.csv" in msg and "'pair_id'" in msg and why in msg and repr(value) in msg
+
+
+def test_table_large_pair_id_digits_are_exact(tmp_path: Path) -> None:
+    # digits are read as integers, not via float, even when another row needs the float path
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    pairs.write_text(
+        "pair_id,query_id,item_id,label,query\n9007199254740993,q1,a,E,lamp\n2.0,q2,b,I,desk\n"
+    )
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci")
+    assert ds.table("pairs")["pair_id"].to_pylist() == [2, 9007199254740993]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "rows"),
+    [
+        (pa.array([{"raw": b"\x00\xff"}, None], pa.struct([("raw", pa.binary())])), "[1]"),
+        (pa.array([{"w": 1.0}, {"w": float("nan")}], pa.struct([("w", pa.float64())])), "[2]"),
+    ],
+)
+def test_table_attributes_not_json_serialisable(
+    tmp_path: Path, attributes: pa.Array, rows: str
+) -> None:
+    pairs, _ = _small_pairs_items(tmp_path / "in")
+    items = tmp_path / "in" / "items.parquet"
+    pq.write_table(pa.table({"item_id": ["a", "b"], "title": ["A", "B"], "attributes": attributes}),
+                   items)  # fmt: skip
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, items, tmp_path / "o", scheme="esci")
+    msg = error_text(exc)
+    assert "items.parquet" in msg and "'attributes'" in msg and f"data rows {rows}" in msg
+
+
+def test_table_attributes_empty_list_is_not_an_object(tmp_path: Path) -> None:
+    pairs, _ = _small_pairs_items(tmp_path / "in")
+    items = tmp_path / "in" / "items.jsonl"
+    items.write_text(
+        json.dumps({"item_id": "a", "title": "A", "attributes": []}) + "\n"
+        + json.dumps({"item_id": "b", "title": "B", "attributes": []}) + "\n"
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"items\.jsonl: column 'attributes' must hold JSON obj"):
+        import_table(pairs, items, tmp_path / "o", scheme="esci")
+
+
+def test_table_parquet_map_attributes(tmp_path: Path) -> None:
+    pairs, _ = _small_pairs_items(tmp_path / "in")
+    items = tmp_path / "in" / "items.parquet"
+    attrs = pa.array([[("material", "oak")], []], pa.map_(pa.string(), pa.string()))
+    pq.write_table(pa.table({"item_id": ["a", "b"], "title": ["A", "B"], "attributes": attrs}),
+                   items)  # fmt: skip
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci")
+    assert ds.table("items")["attributes"].to_pylist() == ['{"material": "oak"}', None]
+
+
+def test_unparseable_numbers_are_all_counted_and_shown_in_row_order() -> None:
+    """Every bad value of a large column is counted and the first ones are shown in row order.
+    (Speed is a benchmark matter; tests hold no timing thresholds.)"""
+    from relkd.data.loaders.common import float_column, int_column
+
+    n = 100_000
+    values = [f"{i}.0" for i in range(n)]
+    values[7], values[n // 2], values[-1] = "x", "1,5", "x"
+    table = pa.table({"rating": values})
+    for reader, what in ((float_column, "numbers"), (int_column, "integers")):
+        with pytest.raises(DataError) as exc:
+            reader(table, "rating", "ratings.csv")
+        assert error_text(exc) == (
+            f"ratings.csv: column 'rating' must hold {what}; 3 value(s) do not parse, "
+            "e.g. ['x', '1,5', 'x']"
+        )
+
+
+def test_cast_failures_agree_with_arrow() -> None:
+    """The regex pre-check never reports a value the Arrow cast would accept, nor misses one."""
+    from relkd.data.loaders.common import FLOAT_TEXT, cast_failures
+
+    texts = ["1", "1.5", "-1", "+1", ".5", "1.", "1e5", "1E-5", "inf", "-Infinity", "NaN",
+             "nan(1)", "00012", "1e400", "+.5", " 1", "1 ", "1,5", "0x10", "1_000", "1e", "e5",
+             "--1", "1.5.", "1d", "١", ".e5", ".", "-", "infin", None]  # fmt: skip
+    arr = pa.array(texts, pa.string())
+    expected = []
+    for t in texts:
+        try:
+            pa.array([t], pa.string()).cast(pa.float64())
+            expected.append(False)
+        except pa.ArrowInvalid:
+            expected.append(True)
+    assert cast_failures(arr, pa.float64(), FLOAT_TEXT).tolist() == expected
+
+
+def test_table_frequency_partly_empty_is_an_error(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.csv"
+    queries.write_text("query_id,text,frequency\nq1,lamp,5\nq2,desk,\n")
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    msg = error_text(exc)
+    assert "queries.csv" in msg and "column 'frequency' is empty for 1 of 2" in msg
+    assert "'q2'" in msg and "every query" in msg
+
+
+def test_table_frequency_empty_for_all_uses_the_proxy(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.csv"
+    queries.write_text("query_id,text,frequency\nq1,lamp,\nq2,desk,\n")
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    assert ds.manifest.stats["bucket_source"] == "judged_pairs_per_query"
+    assert ds.manifest.stats["import"]["queries_empty_columns_ignored"] == ["frequency"]
+    assert ds.table("queries")["frequency"].to_pylist() == [1, 1]  # judged pairs per query
+
+
+def test_table_parquet_frequency_all_nan_uses_the_proxy(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.parquet"
+    pq.write_table(
+        pa.table({"query_id": ["q1", "q2"], "text": ["lamp", "desk"],
+                  "frequency": [float("nan"), None]}),
+        queries,
+    )  # fmt: skip
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    assert ds.manifest.stats["bucket_source"] == "judged_pairs_per_query"
+    assert ds.manifest.stats["import"]["queries_empty_columns_ignored"] == ["frequency"]
+
+
+def test_table_bucket_partly_empty_is_an_error(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.csv"
+    queries.write_text("query_id,text,bucket,frequency\nq1,lamp,head,5\nq2,desk,,3\n")
+    with pytest.raises(DataError) as exc:
+        import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    msg = error_text(exc)
+    assert "queries.csv" in msg and "column 'bucket' is empty for 1 of 2" in msg
+    assert "'q2'" in msg and "['']" not in msg
+
+
+def test_table_bucket_empty_for_all_uses_frequency(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.csv"
+    queries.write_text("query_id,text,bucket,frequency\nq1,lamp,,5\nq2,desk,,3\n")
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    assert ds.manifest.stats["bucket_source"] == "queries.frequency"
+    assert ds.manifest.stats["import"]["queries_empty_columns_ignored"] == ["bucket"]
+    assert ds.table("queries")["frequency"].to_pylist() == [5, 3]
+
+
+def test_table_frequency_beside_bucket_may_be_partly_empty(tmp_path: Path) -> None:
+    pairs, items = _small_pairs_items(tmp_path / "in")
+    queries = tmp_path / "in" / "queries.csv"
+    queries.write_text("query_id,text,bucket,frequency\nq1,lamp,head,5\nq2,desk,tail,\n")
+    ds = import_table(pairs, items, tmp_path / "o", scheme="esci", queries=queries)
+    assert ds.manifest.stats["bucket_source"] == "queries.bucket"
+    q = ds.table("queries")
+    assert q["frequency"].to_pylist() == [5, None] and q["bucket"].to_pylist() == ["head", "tail"]
+
+
 # ----------------------------------------------------------------------------- download
 
 
@@ -817,3 +1172,18 @@ def test_download_esci_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         for u in seen
     )
     assert all("/shopping_queries_dataset/" in u for u in seen)
+
+
+def test_download_into_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_urlopen(request, timeout=None):
+        return _FakeResponse(f"content of {request.full_url.rsplit('/', 1)[1]}\n".encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    out = io.StringIO()
+    done = dl.download("wands", ".", out=out)
+    assert sorted(p.name for p in done) == ["label.csv", "product.csv", "query.csv"]
+    assert (folder / "query.csv").read_text() == "content of query.csv\n"
+    assert f"--out {tmp_path / 'raw-canonical'}" in out.getvalue()

@@ -25,7 +25,13 @@ from relkd.data.synth.relevance_rules import (
     item_slot_values,
     stated_aspect,
 )
-from relkd.data.synth.synthetic_catalogue import SynthConfig, build_tables, generate_dataset
+from relkd.data.synth.synthetic_catalogue import (
+    STREAM,
+    SynthConfig,
+    _stream,
+    build_tables,
+    generate_dataset,
+)
 from relkd.data.synth.taxonomy import RELATIONS, build_taxonomy
 from relkd.errors import DataError
 
@@ -76,6 +82,21 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     assert (
         manifest["source"]["params"]["seed"] == 7 and manifest["source"]["params"]["pairs"] == 800
     )
+
+
+def test_seeds_differing_above_bit_32_get_different_random_streams() -> None:
+    def draws(seed: int, stage: str) -> list[int]:
+        return _stream(SynthConfig(seed=seed), stage).integers(0, 2**62, 4).tolist()
+
+    for stage in STREAM:
+        assert draws(3, stage) != draws(3 + 2**32, stage)
+        assert draws(2**40, stage) == draws(2**40, stage)
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**32)])
+def test_negative_seed_is_rejected(seed: int) -> None:
+    with pytest.raises(DataError, match=r"seed must be an integer >= 0"):
+        SynthConfig(seed=seed)
 
 
 # -- label rules -----------------------------------------------------------------------------

@@ -115,7 +115,9 @@ def download(
             break
         else:
             raise DownloadError(f"{target}: download failed (" + "; ".join(errors) + ")")
-    dest = to.with_name(f"{to.name}-canonical")
+    # resolved: ``Path(".").with_name`` raises (an empty name), and ``..`` has no useful name
+    folder = to.resolve()
+    dest = folder.with_name(f"{folder.name}-canonical") if folder.name else folder / "canonical"
     extra = " --locale us --version small" if dataset == "esci" else ""
     print(f"next: relkd data import {dataset} {_quote(to)} --out {_quote(dest)}{extra}", file=out)
     return done

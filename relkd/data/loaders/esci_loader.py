@@ -48,6 +48,7 @@ from relkd.data.loaders.common import (
     sort_table,
     split_summary,
     string_ids,
+    text_column,
 )
 from relkd.data.splits import split_queries
 from relkd.errors import ConfigError, DataError
@@ -162,9 +163,7 @@ def import_esci(
     labels = map_labels(
         ex.column("esci_label"), ESCI, ex_path, "esci_label", mapping=ESCI_LABEL_MAP
     )
-    upstream_split = ex.column("split")
-    if not pa.types.is_string(upstream_split.type):
-        upstream_split = upstream_split.cast(pa.string())
+    upstream_split = text_column(ex.column("split"), ex_path, "split")
     bad_split = ~np.asarray(
         pc.fill_null(pc.is_in(upstream_split, value_set=pa.array(UPSTREAM_SPLITS)), False)
     )
@@ -182,9 +181,7 @@ def import_esci(
         item_id = pc.binary_join_element_wise(locale_arr, raw_pid, ":")
     else:
         query_id, item_id = raw_qid, raw_pid
-    query_text = ex.column("query")
-    if not pa.types.is_string(query_text.type):
-        query_text = query_text.cast(pa.string())
+    query_text = text_column(ex.column("query"), ex_path, "query")
     pairs = pa.table(
         {
             "pair_id": example_id,
@@ -211,7 +208,7 @@ def import_esci(
                 f"e.g. {examples(ids)}; a query must have one {what}"
             )
 
-    empty_q = blank_mask(pairs.column("text"))
+    empty_q = blank_mask(pairs.column("text"), ex_path, "query")
     if empty_q.any():
         ids = sorted({*pc.filter(pairs.column("query_id"), pa.array(empty_q)).to_pylist()})
         if on_empty == "error":
@@ -240,21 +237,25 @@ def import_esci(
     pr_pid = string_ids(products, "product_id", pr_path)
     pr_key = pc.binary_join_element_wise(pr_locale, pr_pid, ":")
     check_unique(pr_key, pr_path, "product_id (within product_locale)")
-    title = products.column("product_title").cast(pa.string())
+    title = text_column(products.column("product_title"), pr_path, "product_title")
     products = pa.table(
         {
             "item_id": (
                 pc.binary_join_element_wise(pr_locale, pr_pid, ":") if locale == "all" else pr_pid
             ),
             "title": title,
-            "description": blank_to_null(products.column("product_description")),
-            "brand": blank_to_null(products.column("product_brand")),
-            "color": blank_to_null(products.column("product_color")),
-            "bullet_point": blank_to_null(products.column("product_bullet_point")),
+            "description": blank_to_null(
+                products.column("product_description"), pr_path, "product_description"
+            ),
+            "brand": blank_to_null(products.column("product_brand"), pr_path, "product_brand"),
+            "color": blank_to_null(products.column("product_color"), pr_path, "product_color"),
+            "bullet_point": blank_to_null(
+                products.column("product_bullet_point"), pr_path, "product_bullet_point"
+            ),
             "locale": pr_locale,
             "product_id": pr_pid,
             "_found": pa.array(np.ones(products.num_rows, dtype=bool)),
-            "_empty_title": pa.array(blank_mask(title)),
+            "_empty_title": pa.array(blank_mask(title, pr_path, "product_title")),
         }
     )
     # join only the flags; the item columns come from ``products`` (one row per item)

@@ -33,6 +33,7 @@ from relkd.data.loaders.common import (
     blank_mask,
     blank_to_null,
     bucket_queries,
+    cast_failures,
     check_fractions,
     check_on_empty,
     check_unique,
@@ -42,6 +43,7 @@ from relkd.data.loaders.common import (
     guard_out,
     input_hashes,
     int_column,
+    is_text_type,
     label_counts,
     map_labels,
     missing_refs,
@@ -50,6 +52,7 @@ from relkd.data.loaders.common import (
     sort_table,
     split_summary,
     string_ids,
+    text_column,
 )
 from relkd.data.schema import ASPECTS, BUCKETS, SPLITS
 from relkd.data.splits import split_queries
@@ -64,15 +67,17 @@ def _attributes(table: pa.Table, path: Path) -> pa.Array:
     """``attributes`` as JSON-object strings: nested values (JSON Lines objects, Parquet
     structs/maps) are serialised; strings must already be JSON objects."""
     col = table.column("attributes")
+    is_map = pa.types.is_map(col.type)
     values = col.to_pylist()
     out: list[str | None] = []
     bad: list[int] = []
+    unserialisable: list[int] = []
     for row, value in enumerate(values):
         if value is None or (isinstance(value, str) and not value.strip()):
             out.append(None)
             continue
-        if isinstance(value, list) and all(isinstance(kv, tuple) for kv in value):
-            value = dict(value)  # a Parquet map column
+        if is_map and isinstance(value, list):
+            value = dict(value)  # a Parquet map column: a list of (key, value) pairs
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -82,28 +87,36 @@ def _attributes(table: pa.Table, path: Path) -> pa.Array:
         if not isinstance(value, dict):
             bad.append(row + 1)
             continue
-        out.append(
-            json.dumps(
-                {k: v for k, v in value.items() if v is not None},
-                ensure_ascii=False,
-                sort_keys=True,
+        try:
+            out.append(
+                json.dumps(
+                    {k: v for k, v in value.items() if v is not None},
+                    ensure_ascii=False,
+                    sort_keys=True,
+                    allow_nan=False,
+                )
+                if value
+                else None
             )
-            if value
-            else None
-        )
+        except (TypeError, ValueError):
+            unserialisable.append(row + 1)
     if bad:
         raise DataError(
             f"{path}: column 'attributes' must hold JSON objects (e.g. "
             f'{{"material": "oak"}}); {len(bad)} row(s) do not (data rows {examples(bad)})'
         )
+    if unserialisable:
+        raise DataError(
+            f"{path}: column 'attributes' holds values that are not JSON (such as bytes, dates, "
+            f"NaN or non-text keys) in {len(unserialisable)} row(s) (data rows "
+            f"{examples(unserialisable)}); use strings, numbers, booleans, lists and objects"
+        )
     return pa.array(out, pa.string())
 
 
 def _split_column(pairs: pa.Table, path: Path) -> pa.Array:
-    raw = pairs.column("split")
-    if not pa.types.is_string(raw.type):
-        raw = raw.cast(pa.string())
-    blank = blank_mask(raw)
+    raw = text_column(pairs.column("split"), path, "split")
+    blank = blank_mask(raw, path, "split")
     if blank.any():
         rows = np.nonzero(blank)[0] + 1
         raise DataError(
@@ -140,34 +153,73 @@ def _split_column(pairs: pa.Table, path: Path) -> pa.Array:
     return split
 
 
-def _timestamp(table: pa.Table, path: Path) -> pa.ChunkedArray:
-    """``timestamp`` as int64 unix seconds: integers are taken as they are, text may be
-    integers or ISO 8601 times (row by row), Arrow timestamps/dates are converted."""
+# ISO 8601 forms the Arrow string -> timestamp cast reads: date, optional time (hours, minutes,
+# seconds, up to 9 fraction digits) and an optional UTC offset (Z, +hh:mm, +hhmm or +hh)
+ISO_TIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
+ISO_OFFSET = r"[T ][0-9:.]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+UNIX_SECONDS = r"^-?[0-9]+$"
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _floor_seconds(counts: pa.ChunkedArray | pa.Array, per_second: int) -> pa.Array:
+    """int64 counts of ``1 / per_second`` s since the epoch -> whole seconds, rounded down."""
+    vals = pc.fill_null(counts.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    null = np.asarray(pc.is_null(counts).to_numpy(zero_copy_only=False), dtype=bool)
+    return pa.array(np.floor_divide(vals, per_second), pa.int64(), mask=null)
+
+
+def _timestamp(table: pa.Table, path: Path) -> pa.Array:
+    """``timestamp`` as int64 unix seconds, sub-second parts floored: integers are taken as they
+    are; text may be integers or ISO 8601 times (with ``Z`` or a ``+hh:mm`` offset: converted to
+    UTC; without: taken as UTC); Arrow timestamps (zoned: UTC; naive: taken as UTC) and dates
+    are converted."""
     col = table.column("timestamp")
-    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-        return col.cast(pa.timestamp("s")).cast(pa.int64())
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        return int_column(table, "timestamp", path, nullable=True)
-    col = pc.utf8_trim_whitespace(blank_to_null(col))
-    numeric = pc.fill_null(pc.match_substring_regex(col, r"^-?[0-9]+$"), False)
-    null = pa.scalar(None, pa.string())
     try:
-        ints = pc.if_else(numeric, col, null).cast(pa.int64())
-        isos = pc.if_else(numeric, null, col).cast(pa.timestamp("s")).cast(pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = []
-        for value in pc.filter(col, pc.invert(numeric)).to_pylist():
-            if value is None:
-                continue
-            try:
-                pa.array([value]).cast(pa.timestamp("s"))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                bad.append(value)
+        if pa.types.is_timestamp(col.type):
+            return _floor_seconds(col.cast(pa.int64()), PER_SECOND[col.type.unit])
+        if pa.types.is_date32(col.type):
+            return pc.multiply(col.cast(pa.int32()).cast(pa.int64()), 86_400)
+        if pa.types.is_date64(col.type):
+            return _floor_seconds(col.cast(pa.int64()), 1_000)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(
-            f"{path}: column 'timestamp' must hold unix seconds or ISO 8601 times; "
-            f"{len(bad)} value(s) are neither, e.g. {examples(bad)}"
+            f"{path}: column 'timestamp' of type {col.type} cannot be read as unix seconds ({exc})"
         ) from None
-    return pc.coalesce(ints, isos)
+    if not is_text_type(col.type):
+        return int_column(table, "timestamp", path, nullable=True)
+    col = pc.utf8_trim_whitespace(blank_to_null(col, path, "timestamp"))
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    numeric = pc.fill_null(pc.match_substring_regex(col, UNIX_SECONDS), False)
+    offset = pc.and_(
+        pc.invert(numeric), pc.fill_null(pc.match_substring_regex(col, ISO_OFFSET), False)
+    )
+    naive = pc.invert(pc.or_(numeric, offset))
+    null = pa.scalar(None, pa.string())
+    parts = (
+        (numeric, pa.int64(), UNIX_SECONDS, 1),
+        (offset, pa.timestamp("ns", "UTC"), ISO_TIME, PER_SECOND["ns"]),
+        (naive, pa.timestamp("ns"), ISO_TIME, PER_SECOND["ns"]),
+    )
+    seconds = []
+    bad = np.zeros(len(col), dtype=bool)
+    for mask, typ, shape, per_second in parts:
+        values = pc.if_else(mask, col, null)
+        try:
+            seconds.append(_floor_seconds(values.cast(typ), per_second))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad |= cast_failures(values, typ, shape)
+    if bad.any():
+        values = pc.filter(col, pa.array(bad)).to_pylist()
+        raise DataError(
+            f"{path}: column 'timestamp' must hold unix seconds (integers) or ISO 8601 times "
+            f"(e.g. 2024-01-01T12:00:00Z; between 1677 and 2262 when given as text); "
+            f"{len(values)} value(s) are neither, e.g. {examples(values)}"
+        )
+    return pc.coalesce(*seconds)
 
 
 def _queries_from_file(
@@ -177,11 +229,9 @@ def _queries_from_file(
     qid = string_ids(table, "query_id", path)
     check_unique(qid, path, "query_id")
     table = table.set_column(table.schema.get_field_index("query_id"), "query_id", qid)
-    text = table.column("text")
-    if not pa.types.is_string(text.type):
-        text = text.cast(pa.string())
+    text = text_column(table.column("text"), path, "text")
     table = table.set_column(table.schema.get_field_index("text"), "text", text)
-    empty = blank_mask(text)
+    empty = blank_mask(text, path, "text")
     if empty.any() and on_empty == "error":
         ids = pc.filter(qid, pa.array(empty)).to_pylist()
         raise DataError(
@@ -195,10 +245,7 @@ def _queries_from_file(
 def _queries_from_pairs(
     pairs: pa.Table, path: Path, on_empty: str, stats: dict[str, Any]
 ) -> tuple[pa.Table, set[str]]:
-    text = pairs.column("query")
-    if not pa.types.is_string(text.type):
-        text = text.cast(pa.string())
-    text = blank_to_null(text)
+    text = blank_to_null(pairs.column("query"), path, "query")
     qt = pa.table({"query_id": pairs.column("query_id"), "text": text})
     per_q = qt.group_by("query_id").aggregate([("text", "count_distinct")])
     multi = per_q.filter(pc.greater(per_q.column("text_count_distinct"), 1))
@@ -244,10 +291,7 @@ def _behavior(path: Path, stats: dict[str, Any]) -> pa.Table:
             f"{examples(rows)})"
         )
     if "user_id" in table.column_names:
-        uid = table.column("user_id")
-        cols["user_id"] = blank_to_null(
-            uid if pa.types.is_string(uid.type) else uid.cast(pa.string())
-        )
+        cols["user_id"] = blank_to_null(table.column("user_id"), path, "user_id")
     if "timestamp" in table.column_names:
         cols["timestamp"] = _timestamp(table, path)
     if "position" in table.column_names:
@@ -257,6 +301,42 @@ def _behavior(path: Path, stats: dict[str, Any]) -> pa.Table:
         stats["behavior_columns_ignored"] = ignored
     stats["behavior_rows_read"] = table.num_rows
     return pa.table(cols)
+
+
+def _popularity_columns(queries: pa.Table, path: Path | None, stats: dict[str, Any]) -> pa.Table:
+    """``bucket`` / ``frequency`` must be filled for every query or empty for all: an all-empty
+    column counts as absent (listed in ``queries_empty_columns_ignored``); a partly empty one is
+    a DataError, since filling the gaps would invent popularity. ``frequency`` may be partly
+    empty when ``bucket`` is given: it is then kept as it is (null where empty), not used."""
+    source = {
+        "bucket": "the buckets are taken from it",
+        "frequency": "the buckets are computed from it",
+    }
+    fallback = {
+        "bucket": "buckets then come from 'frequency' or, without it, the judged-pairs proxy",
+        "frequency": "buckets then come from the judged-pairs proxy",
+    }
+    empty_cols = []
+    for col in ("bucket", "frequency"):
+        if col not in queries.column_names:
+            continue
+        arr = queries.column(col)
+        blank = blank_mask(arr, path, col)
+        if pa.types.is_floating(arr.type):  # NaN: how pandas writes a missing number
+            blank |= np.asarray(pc.fill_null(pc.is_nan(arr), True), dtype=bool)
+        if blank.all():
+            queries = queries.drop_columns([col])
+            empty_cols.append(col)
+        elif blank.any() and (col == "bucket" or "bucket" not in queries.column_names):
+            ids = pc.filter(queries.column("query_id"), pa.array(blank)).to_pylist()
+            raise DataError(
+                f"{path}: column {col!r} is empty for {len(ids)} of {queries.num_rows} "
+                f"query(s), e.g. {examples(ids)}; {source[col]}, so fill it for every query "
+                f"or leave it empty for all ({fallback[col]})"
+            )
+    if empty_cols:
+        stats["queries_empty_columns_ignored"] = empty_cols
+    return queries
 
 
 def import_table(
@@ -302,19 +382,17 @@ def import_table(
     stats["items_read"] = it.num_rows
     item_id = string_ids(it, "item_id", items_path)
     check_unique(item_id, items_path, "item_id")
-    title = it.column("title")
-    if not pa.types.is_string(title.type):
-        title = title.cast(pa.string())
+    title = text_column(it.column("title"), items_path, "title")
     i_cols: dict[str, Any] = {"item_id": item_id, "title": title}
     for col in ITEM_TEXT_COLUMNS:
         if col in it.column_names:
-            i_cols[col] = blank_to_null(it.column(col))
+            i_cols[col] = blank_to_null(it.column(col), items_path, col)
     if "attributes" in it.column_names:
         i_cols["attributes"] = _attributes(it, items_path)
     for col in it.column_names:
         i_cols.setdefault(col, it.column(col))
     items_t = pa.table(i_cols)
-    empty_title = blank_mask(title)
+    empty_title = blank_mask(title, items_path, "title")
     if empty_title.any() and on_empty == "error":
         ids = pc.filter(item_id, pa.array(empty_title)).to_pylist()
         raise DataError(
@@ -361,7 +439,7 @@ def import_table(
         p_cols["split"] = _split_column(pr, pairs_path)
     for col in PAIR_EXTRA_KNOWN:
         if col in pr.column_names:
-            p_cols[col] = blank_to_null(pr.column(col))
+            p_cols[col] = blank_to_null(pr.column(col), pairs_path, col)
     ignored = [c for c in pr.column_names if c not in p_cols and c != "query"]
     if ignored:
         stats["pairs_columns_ignored"] = ignored
@@ -449,10 +527,10 @@ def import_table(
     stats["pairs_kept"] = pairs_t.num_rows
 
     # ------------------------------------------------------------------ buckets
+    queries_t = _popularity_columns(queries_t, queries_path, stats)
     q_ids = queries_t.column("query_id").to_pylist()
     if "bucket" in queries_t.column_names:
-        bucket = queries_t.column("bucket")
-        bucket = bucket if pa.types.is_string(bucket.type) else bucket.cast(pa.string())
+        bucket = text_column(queries_t.column("bucket"), queries_path, "bucket")
         ok = pc.fill_null(pc.is_in(bucket, value_set=pa.array(BUCKETS)), False)
         if not pc.all(ok).as_py():
             bad = sorted({str(v) for v in pc.filter(bucket, pc.invert(ok)).to_pylist()})

@@ -179,8 +179,8 @@ def import_wands(
         )
 
     # ------------------------------------------------------------------ empty texts
-    empty_title = blank_mask(products.column("product_name"))
-    empty_query = blank_mask(queries.column("query"))
+    empty_title = blank_mask(products.column("product_name"), p_path, "product_name")
+    empty_query = blank_mask(queries.column("query"), q_path, "query")
     for mask, path, col, ids, what in (
         (empty_title, p_path, "product_name", pid, "product"),
         (empty_query, q_path, "query", qid, "query"),
@@ -246,7 +246,7 @@ def import_wands(
         "frequency": pa.array(freq, pa.int64()),
     }
     if "query_class" in queries.column_names:
-        q_cols["query_class"] = blank_to_null(queries.column("query_class"))
+        q_cols["query_class"] = blank_to_null(queries.column("query_class"), q_path, "query_class")
     queries_t = sort_table(pa.table(q_cols), "query_id")
 
     # ------------------------------------------------------------------ items
@@ -260,16 +260,20 @@ def import_wands(
     stats["features_malformed_entries"] = n_malformed
     stats["features_products_with_malformed"] = n_products_malformed
     stats["features_repeated_keys"] = n_repeated
-    hierarchy = blank_to_null(products.column("category_hierarchy"))
+    hierarchy = blank_to_null(products.column("category_hierarchy"), p_path, "category_hierarchy")
     i_cols = {
         "item_id": pid,
         "title": products.column("product_name"),
-        "description": blank_to_null(products.column("product_description")),
+        "description": blank_to_null(
+            products.column("product_description"), p_path, "product_description"
+        ),
         "category": pa.array([_top_category(h) for h in hierarchy.to_pylist()], pa.string()),
-        "product_type": blank_to_null(products.column("product_class")),
+        "product_type": blank_to_null(products.column("product_class"), p_path, "product_class"),
         "attributes": pa.array(attrs, pa.string()),
         "category_hierarchy": hierarchy,
-        "features_raw": blank_to_null(products.column("product_features")),
+        "features_raw": blank_to_null(
+            products.column("product_features"), p_path, "product_features"
+        ),
     }
     for col in RATING_COLUMNS:
         if col in products.column_names:

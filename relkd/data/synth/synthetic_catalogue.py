@@ -62,7 +62,7 @@ class SynthConfig:
 
     Attributes:
         pairs: labelled query-item pairs (exactly this many).
-        seed: seeds every random stream and the query split.
+        seed: seeds every random stream and the query split; an integer >= 0.
         scheme: label scheme, ``esci`` or ``wands``.
         noise: share of labelled pairs whose label an "annotator" flips.
         unlabeled_ratio: unlabelled pool size as a multiple of ``pairs`` (train queries only).
@@ -92,8 +92,8 @@ class SynthConfig:
 
         if not _is_int(self.pairs) or self.pairs <= 0:
             raise bad("pairs", "must be a positive integer")
-        if not _is_int(self.seed):
-            raise bad("seed", "must be an integer")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "must be an integer >= 0")
         if self.scheme not in LABEL_SCHEMES:
             raise bad("scheme", f"must be one of {sorted(LABEL_SCHEMES)}")
         if not _is_real(self.noise) or not 0.0 <= self.noise <= 1.0:
@@ -162,7 +162,9 @@ class StageTimer:
 
 
 def _stream(cfg: SynthConfig, stage: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([cfg.seed & 0xFFFF_FFFF, STREAM[stage]]))
+    # the whole seed (SeedSequence takes integers of any size): seeds that differ only above
+    # bit 32 get different streams
+    return np.random.default_rng(np.random.SeedSequence([int(cfg.seed), STREAM[stage]]))
 
 
 def _strings(
