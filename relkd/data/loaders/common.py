@@ -376,28 +376,37 @@ def _text_to_int(arr: pa.ChunkedArray | pa.Array, path: str | Path, column: str)
             f"{path}: column {column!r} must hold integers; {len(bad)} value(s) do not "
             f"parse, e.g. {examples(bad)}"
         ) from None
-    frac = _non_integral(floats)
-    if frac.any():
-        bad = pc.filter(as_number, pa.array(frac)).to_pylist()
-        raise DataError(
-            f"{path}: column {column!r} must hold integers; {len(bad)} value(s) are not, "
-            f"e.g. {examples(bad)}"
-        )
-    big = _outside(floats, INT64_LIMIT)
-    if big.any():
-        bad = pc.filter(as_number, pa.array(big)).to_pylist()
-        raise DataError(
-            f"{path}: column {column!r} has {len(bad)} value(s) outside the int64 range, "
-            f"e.g. {examples(bad)}"
-        )
-    inexact = _outside(floats, EXACT_FLOAT_INT)
-    if inexact.any():
-        bad = pc.filter(as_number, pa.array(inexact)).to_pylist()
-        raise DataError(
-            f"{path}: column {column!r} has {len(bad)} value(s) too large to read exactly "
-            f"unless written as plain digits (otherwise |x| < 2**53), e.g. {examples(bad)}"
-        )
+    _reject_non_int64(floats, as_number, path, column)
+    _reject(
+        _outside(floats, EXACT_FLOAT_INT),
+        as_number,
+        path,
+        column,
+        "has {n} value(s) too large to read exactly unless written as plain digits "
+        "(otherwise |x| < 2**53)",
+    )
     return pc.coalesce(ints, floats.cast(pa.int64()))
+
+
+def _reject(mask: Any, shown: Any, path: str | Path, column: str, problem: str) -> None:
+    """Raise a DataError naming file and column if ``mask`` flags any value of ``shown``."""
+    if mask.any():
+        bad = pc.filter(shown, pa.array(mask)).to_pylist()
+        raise DataError(
+            f"{path}: column {column!r} {problem.format(n=len(bad))}, e.g. {examples(bad)}"
+        )
+
+
+def _reject_non_int64(floats: Any, shown: Any, path: str | Path, column: str) -> None:
+    """Float values that are fractional or beyond int64 cannot become integer ids or counts."""
+    _reject(_non_integral(floats), shown, path, column, "must hold integers; {n} value(s) are not")
+    _reject(
+        _outside(floats, INT64_LIMIT),
+        shown,
+        path,
+        column,
+        "has {n} value(s) outside the int64 range",
+    )
 
 
 def int_column(
@@ -419,20 +428,7 @@ def int_column(
         arr = _text_to_int(blank_to_null(arr, path, column), path, column)
     elif pa.types.is_floating(arr.type):
         arr = _nan_to_null(arr)
-        frac = _non_integral(arr)
-        if frac.any():
-            bad = pc.filter(arr, pa.array(frac)).to_pylist()
-            raise DataError(
-                f"{path}: column {column!r} must hold integers; {len(bad)} value(s) are not, "
-                f"e.g. {examples(bad)}"
-            )
-        big = _outside(arr, INT64_LIMIT)
-        if big.any():
-            bad = pc.filter(arr, pa.array(big)).to_pylist()
-            raise DataError(
-                f"{path}: column {column!r} has {len(bad)} value(s) outside the int64 range, "
-                f"e.g. {examples(bad)}"
-            )
+        _reject_non_int64(arr, arr, path, column)
         arr = arr.cast(pa.int64())
     elif pa.types.is_integer(arr.type):
         try:
@@ -626,6 +622,20 @@ def label_counts(labels: pa.Array | pa.ChunkedArray) -> dict[str, int]:
     return {
         ("unlabelled" if row["values"] is None else row["values"]): int(row["counts"])
         for row in pc.value_counts(labels).to_pylist()
+    }
+
+
+def manifest_stats(
+    stats: dict[str, Any], pairs: pa.Table, summary: dict[str, Any], bucket_source: str
+) -> dict[str, Any]:
+    """The manifest ``stats`` every importer records: its own import counts, where buckets came
+    from, the label distribution and the per-split pair and query counts."""
+    return {
+        "import": stats,
+        "bucket_source": bucket_source,
+        "label_counts": label_counts(pairs.column("label")),
+        "split_pairs": summary["pairs"],
+        "split_queries": summary["queries"],
     }
 
 

@@ -44,7 +44,7 @@ from relkd.data.loaders.common import (
     input_hashes,
     int_column,
     is_text_type,
-    label_counts,
+    manifest_stats,
     map_labels,
     missing_refs,
     read_table_file,
@@ -612,12 +612,6 @@ def import_table(
             },
             "inputs": inputs,
         },
-        stats={
-            "import": stats,
-            "bucket_source": bucket_source,
-            "label_counts": label_counts(pairs_t.column("label")),
-            "split_pairs": summary["pairs"],
-            "split_queries": summary["queries"],
-        },
+        stats=manifest_stats(stats, pairs_t, summary, bucket_source),
         overwrite=overwrite,
     )

@@ -39,7 +39,7 @@ from relkd.data.loaders.common import (
     guard_out,
     input_hashes,
     int_column,
-    label_counts,
+    manifest_stats,
     map_labels,
     missing_refs,
     read_delimited,
@@ -302,12 +302,6 @@ def import_wands(
             },
             "inputs": inputs,
         },
-        stats={
-            "import": stats,
-            "bucket_source": BUCKET_SOURCE_PROXY,
-            "label_counts": label_counts(pairs.column("label")),
-            "split_pairs": summary["pairs"],
-            "split_queries": summary["queries"],
-        },
+        stats=manifest_stats(stats, pairs, summary, BUCKET_SOURCE_PROXY),
         overwrite=overwrite,
     )
