@@ -18,6 +18,7 @@ from relkd.config.experiment_config import (
     DATASET_KINDS,
     PRECISIONS,
     STRATEGIES,
+    STUDENTS,
     ExperimentConfig,
 )
 from relkd.errors import ConfigError
@@ -134,6 +135,9 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         f"must be a multiple of data.group_size ({d.group_size}) in grouped mode",
     )
     _check(d.max_length >= 8, layers, "data.max_length", "must be >= 8")
+    _check(
+        m.student in STUDENTS, layers, "model.student", f"{m.student!r} not in {sorted(STUDENTS)}"
+    )
     _check(m.pooling in ("cls", "mean"), layers, "model.pooling", "must be cls or mean")
     _check(0.0 <= m.dropout < 1.0, layers, "model.dropout", "must be in [0, 1)")
     unknown = sorted(set(cfg.loss.weights) - set(LOSS_TERMS))

@@ -20,6 +20,8 @@ STRATEGIES = (
 )
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 DATASET_KINDS = ("synthetic", "path")
+# student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
+STUDENTS: dict[str, str] = {"cross_encoder": "cross"}
 
 
 @dataclass

@@ -7,12 +7,11 @@ from typing import Any
 
 from datamodules import QueryItemDataModule
 from lightning_modules.student_module import StudentModule
+from relkd.config.experiment_config import STUDENTS
 from relkd.errors import ConfigError
 from relkd.losses.registry import build_loss
 from relkd.nets.cross_encoder import CrossEncoder
 from relkd.nets.encoder_presets import EncoderSpec, resolve_encoder
-
-STUDENTS = ("cross_encoder",)
 
 
 def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
@@ -30,7 +29,7 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
         max_query_tokens=d.max_query_tokens,
         max_item_tokens=d.max_item_tokens,
         item_fields=tuple(d.item_fields),
-        encoding="cross",
+        encoding=STUDENTS[cfg.model.student],
         batch_size=d.batch_size,
         eval_batch_size=d.eval_batch_size,
         group_size=d.group_size,
@@ -47,7 +46,7 @@ def build_student(
     cfg: Any, spec: EncoderSpec, scheme: Any, eval_splits: tuple[str, ...]
 ) -> StudentModule:
     if cfg.model.student not in STUDENTS:
-        raise ConfigError(f"model.student: {cfg.model.student!r} not in {STUDENTS}")
+        raise ConfigError(f"model.student: {cfg.model.student!r} not in {sorted(STUDENTS)}")
     net = CrossEncoder(
         spec.build(dropout=cfg.model.dropout),
         num_labels=scheme.num_labels,
