@@ -25,50 +25,28 @@ from relkd.data.loaders import import_esci, import_table, import_wands
 from relkd.data.loaders.wands_loader import parse_features
 from relkd.data.manifest import sha256_file
 from relkd.data.schema import BUCKETS, SPLITS, TABLES
+from relkd.data.validator import validate_dataset
 from relkd.errors import ConfigError, DataError
-
-try:
-    from relkd.data.validator import validate_dataset
-except ImportError:  # the validator is optional for these tests
-    validate_dataset = None
-
-try:
-    from tests.fixtures_upstream import (
-        ESCI_EXAMPLES,
-        ESCI_PRODUCTS,
-        QUOTED_DESCRIPTION,
-        QUOTED_QUERY,
-        WANDS_PRODUCT_HEADER,
-        esci_product,
-        esci_rows,
-        hash_tree,
-        wands_rows,
-        write_esci,
-        write_wands,
-    )
-except ImportError:  # pytest's rootdir-less import mode puts tests/ itself on sys.path
-    from fixtures_upstream import (  # type: ignore[no-redef]
-        ESCI_EXAMPLES,
-        ESCI_PRODUCTS,
-        QUOTED_DESCRIPTION,
-        QUOTED_QUERY,
-        WANDS_PRODUCT_HEADER,
-        esci_product,
-        esci_rows,
-        hash_tree,
-        wands_rows,
-        write_esci,
-        write_wands,
-    )
-
+from tests.fixtures_upstream import (
+    ESCI_EXAMPLES,
+    ESCI_PRODUCTS,
+    QUOTED_DESCRIPTION,
+    QUOTED_QUERY,
+    WANDS_PRODUCT_HEADER,
+    esci_product,
+    esci_rows,
+    hash_tree,
+    wands_rows,
+    write_esci,
+    write_wands,
+)
 
 # ----------------------------------------------------------------------------- helpers
 
 
 def assert_canonical(ds: CanonicalDataset) -> None:
     """Read every table back and check it against relkd.data.schema and the shared contracts."""
-    if validate_dataset is not None:
-        assert validate_dataset(ds.root) == []
+    assert validate_dataset(ds.root) == []
     for name in ds.manifest.tables:
         table = ds.table(name)
         schema = TABLES[name]
