@@ -29,9 +29,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,11 +38,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datamodules.pair_arrays import PairArrays, pq_column_names
 from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd import __version__
+from relkd.artifacts import FingerprintedArtifact, input_differences
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.data.schema import ASPECT_VALUES, ASPECTS, BUCKETS, ITEMS, SPLITS
-from relkd.errors import DataError, StaleArtifactError
+from relkd.data.schema import ITEMS
+from relkd.errors import DataError
 
 STORE_VERSION = 1
 STORE_KIND = "tokenized_store"
@@ -56,14 +55,6 @@ ITEM_FIELD_SEPARATOR = " | "
 # description is not tokenized in full only to be truncated (a token covers far fewer chars).
 CHARS_PER_TOKEN_CAP = 16
 TOKENIZE_CHUNK = 8192
-PAIR_ARRAYS: dict[str, str] = {
-    "pair_id": "int64",
-    "query_row": "int32",
-    "item_row": "int32",
-    "label": "int8",
-    "split": "int8",
-    "bucket": "int8",
-}
 
 
 @dataclass(frozen=True)
@@ -122,24 +113,7 @@ class StoreInputs:
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """Human-readable list of inputs where ``recorded`` (a manifest's) differs from self."""
-        want = self.to_dict()
-        out = []
-        for name, value in want.items():
-            have = recorded.get(name)
-            if name == "dataset_tables" and isinstance(have, dict):
-                for table in sorted(set(value) | set(have)):
-                    if value.get(table) != have.get(table):
-                        out.append(
-                            f"dataset table {table} sha256 {_short(have.get(table))} (store) "
-                            f"!= {_short(value.get(table))} (dataset)"
-                        )
-            elif have != value:
-                out.append(f"{name} {have!r} (store) != {value!r} (requested)")
-        return out
-
-
-def _short(sha: Any) -> str:
-    return str(sha)[:12] if sha else "missing"
+        return input_differences(recorded, self.to_dict())
 
 
 DEFAULT_CACHE_DIR = "data_cache/tokenized"
@@ -150,15 +124,14 @@ def default_store_dir(cache_dir: str | Path, inputs: StoreInputs) -> Path:
     return Path(cache_dir) / inputs.key()
 
 
-class TokenizedStore:
+class TokenizedStore(FingerprintedArtifact):
     """A verified, memory-mapped tokenized store. Arrays open lazily and are dropped on pickling
     (DataLoader workers and ddp_spawn children reopen them from the path)."""
 
-    def __init__(self, root: str | Path, manifest: dict[str, Any]) -> None:
-        self.root = Path(root)
-        self.manifest = manifest
-        self._arrays: dict[str, np.ndarray] = {}
-        self._views: dict[str, np.ndarray] = {}
+    KIND = STORE_KIND
+    VERSION = STORE_VERSION
+    VERSION_KEY = "store_version"
+    LABEL = "tokenized store"
 
     # -- opening -------------------------------------------------------------------------
 
@@ -169,32 +142,7 @@ class TokenizedStore:
         Raises StaleArtifactError for a store built from other inputs and DataError naming the
         file for a missing or truncated file.
         """
-        root = Path(root)
-        path = root / MANIFEST
-        if not path.is_file():
-            raise DataError(
-                f"{path}: missing; {root} is not a complete tokenized store; delete the folder "
-                "to rebuild it"
-            )
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: corrupt manifest ({exc}); delete {root} to rebuild") from None
-        if manifest.get("kind") != STORE_KIND:
-            raise DataError(f"{path}: kind is {manifest.get('kind')!r}, not {STORE_KIND!r}")
-        if manifest.get("store_version") != STORE_VERSION:
-            raise StaleArtifactError(
-                f"{root}: tokenized store version {manifest.get('store_version')} != "
-                f"{STORE_VERSION} read by this relkd; delete {root} to rebuild it"
-            )
-        if inputs is not None:
-            diffs = inputs.differences(manifest.get("inputs", {}))
-            if diffs:
-                raise StaleArtifactError(
-                    f"{root}: tokenized store is stale, built from other inputs: "
-                    + "; ".join(diffs)
-                    + f". Delete {root} (or choose another cache_dir) to rebuild it."
-                )
+        manifest = cls.read_manifest(root, None if inputs is None else inputs.to_dict())
         store = cls(root, manifest)
         store.verify_files()
         return store
@@ -238,90 +186,44 @@ class TokenizedStore:
         cls, root: str | Path, dataset: CanonicalDataset, tokenizer: Any, inputs: StoreInputs
     ) -> TokenizedStore:
         """Tokenize ``dataset`` into a new store at ``root`` (staged, then renamed into place)."""
-        root = Path(root)
-        if root.exists():
-            raise DataError(f"{root}: already exists; refusing to overwrite a tokenized store")
         info = TokenizerInfo.of(tokenizer)
         t0 = time.perf_counter()
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
-            manifest = _build_into(staging, dataset, tokenizer, info, inputs)
-            manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
-            tmp = staging / (MANIFEST + ".tmp")
-            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            tmp.replace(staging / MANIFEST)
-            try:
-                staging.replace(root)
-            except OSError:
-                if not (root / MANIFEST).is_file():  # not a concurrent builder that won the race
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        def write(staging: Path) -> dict[str, Any]:
+            extra = _build_into(staging, dataset, tokenizer, info, inputs)
+            extra["build_seconds"] = round(time.perf_counter() - t0, 3)
+            return extra
+
+        cls.build_atomically(root, inputs.to_dict(), write)
         return cls.open(root, inputs)
 
     # -- arrays --------------------------------------------------------------------------
 
     def verify_files(self) -> None:
         """Check every file exists with the recorded size and the offsets are consistent."""
-        for name, size in self.manifest["files"].items():
-            path = self.root / name
-            if not path.is_file():
-                raise DataError(
-                    f"{path}: missing from tokenized store {self.root}; delete it to rebuild"
-                )
-            actual = path.stat().st_size
-            if actual != size:
-                raise DataError(
-                    f"{path}: corrupt, {actual} bytes where the store manifest records {size}; "
-                    f"delete {self.root} to rebuild"
-                )
+        super().verify_files()
         for kind in ("query", "item"):
             offsets = self.array(f"{kind}_offsets")
             tokens = self.array(f"{kind}_tokens")
             if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(tokens):
                 raise DataError(f"{self.root / (kind + '_offsets.npy')}: corrupt offsets")
 
-    def array(self, name: str) -> np.ndarray:
-        """A store array by name (memory-mapped, read-only), opened on first use."""
-        arr = self._arrays.get(name)
-        if arr is None:
-            arr = self._open_array(name)
-            self._arrays[name] = arr
-        return arr
-
-    def view(self, name: str) -> np.ndarray:
-        """The same memory-mapped buffer as ``array(name)`` as a plain ndarray view: indexing it
-        skips np.memmap's per-call Python overhead (the collator's hot path uses it)."""
-        arr = self._views.get(name)
-        if arr is None:
-            arr = self.array(name).view(np.ndarray)
-            self._views[name] = arr
-        return arr
-
     def _open_array(self, name: str) -> np.ndarray:
-        counts = self.manifest["counts"]
         if name.endswith("_tokens"):
             path = self.root / f"{name}.bin"
-            n = counts[name]
+            n = self.manifest["counts"][name]
             if n == 0:
                 return np.zeros(0, dtype=self.token_dtype)
             try:
                 return np.memmap(path, dtype=self.token_dtype, mode="r", shape=(n,))
             except (OSError, ValueError) as exc:
                 raise DataError(f"{path}: cannot map tokenized store file ({exc})") from None
-        path = self.root / f"{name}.npy"
-        try:
-            arr = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read tokenized store file ({exc})") from None
+        return super()._open_array(name)
+
+    def expected_rows(self, name: str) -> int | None:
+        counts = self.manifest["counts"]
         rows = {"query_offsets": counts["queries"] + 1, "item_offsets": counts["items"] + 1}
-        expected = rows.get(name, counts["pairs"])
-        if arr.shape[0] != expected:
-            raise DataError(f"{path}: corrupt, {arr.shape[0]} rows where {expected} are expected")
-        return arr
+        return rows.get(name, counts["pairs"])
 
     @property
     def token_dtype(self) -> np.dtype:
@@ -358,15 +260,6 @@ class TokenizedStore:
     def item_lengths(self) -> np.ndarray:
         return np.diff(self.array("item_offsets")).astype(np.int32)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"root": self.root, "manifest": self.manifest}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.root = state["root"]
-        self.manifest = state["manifest"]
-        self._arrays = {}
-        self._views = {}
-
     def __repr__(self) -> str:
         c = self.manifest["counts"]
         return (
@@ -388,21 +281,15 @@ def _build_into(
     token_dtype = np.dtype(np.uint16 if info.vocab_size <= np.iinfo(np.uint16).max else np.uint32)
     scheme = dataset.scheme
 
-    queries = dataset.table("queries", ["query_id", "text", "bucket"])
+    queries = dataset.table("queries", ["query_id", "text"])
     item_cols = _item_columns(dataset, inputs.item_fields)
     items = dataset.table("items", ["item_id", *item_cols])
-    pair_cols = ["pair_id", "query_id", "item_id", "label", "split"]
-    pair_schema_cols = set(pq_column_names(dataset, "pairs"))
-    aspect_cols = [f"aspect_{a}" for a in ASPECTS if f"aspect_{a}" in pair_schema_cols]
-    pairs = dataset.table("pairs", pair_cols + aspect_cols)
-
-    query_ids = _unique_keys(queries.column("query_id"), "queries", "query_id", dataset)
-    item_ids = _unique_keys(items.column("item_id"), "items", "item_id", dataset)
+    pairs = PairArrays.of(dataset)  # validates keys, labels, splits, buckets, aspects
 
     counts: dict[str, int] = {
         "queries": queries.num_rows,
         "items": items.num_rows,
-        "pairs": pairs.num_rows,
+        "pairs": len(pairs),
     }
     # Tokens: queries, then items (text is joined with Arrow kernels, not per-row Python).
     q_text = queries.column("text")
@@ -414,78 +301,17 @@ def _build_into(
         out, "item", i_text, tokenizer, inputs.max_item_tokens, token_dtype
     )
     del q_text, i_text
-
-    # Pair arrays, all vectorised.
-    path = dataset.path("pairs")
-    pair_id = pairs.column("pair_id").to_numpy().astype(np.int64, copy=False)
-    sorted_ids = np.sort(pair_id)
-    dup = int(np.count_nonzero(sorted_ids[1:] == sorted_ids[:-1]))
-    if dup:
-        raise DataError(f"{path}: {dup} duplicate pair_id value(s); pair_id must be unique")
-    del sorted_ids
-    query_row = _lookup(pairs.column("query_id"), query_ids, path, "query_id", "queries")
-    item_row = _lookup(pairs.column("item_id"), item_ids, path, "item_id", "items")
-    label = _codes(
-        pairs.column("label"),
-        [*scheme.labels, *scheme.aliases],
-        [*range(scheme.num_labels), *(scheme.index(a) for a in scheme.aliases)],
-        path,
-        "label",
-        nullable=True,
-    )
-    split = _codes(pairs.column("split"), SPLITS, range(len(SPLITS)), path, "split")
-    q_bucket = _codes(
-        queries.column("bucket"),
-        BUCKETS,
-        range(len(BUCKETS)),
-        dataset.path("queries"),
-        "bucket",
-    )
-    arrays = {
-        "pair_id": pair_id,
-        "query_row": query_row,
-        "item_row": item_row,
-        "label": label,
-        "split": split,
-        "bucket": q_bucket[query_row],
-    }
-    files: dict[str, int] = {}
-    for name, dtype in PAIR_ARRAYS.items():
-        np.save(out / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
-    if aspect_cols:
-        aspects = np.full((pairs.num_rows, len(ASPECTS)), -1, dtype=np.int8)
-        for j, a in enumerate(ASPECTS):
-            col = f"aspect_{a}"
-            if col in aspect_cols:
-                aspects[:, j] = _codes(
-                    pairs.column(col), ASPECT_VALUES, range(len(ASPECT_VALUES)), path, col, True
-                )
-        np.save(out / "aspects.npy", aspects)
-    for f in sorted(os.listdir(out)):
-        files[f] = (out / f).stat().st_size
-
+    pairs.save(out)
     return {
-        "kind": STORE_KIND,
-        "store_version": STORE_VERSION,
         "relkd_version": __version__,
-        "fingerprint": inputs.fingerprint(),
-        "inputs": inputs.to_dict(),
         "label_scheme": scheme.name,
         "tokenizer": info.to_dict(),
         "token_dtype": token_dtype.name,
         "item_columns": item_cols,
         "item_field_separator": ITEM_FIELD_SEPARATOR,
-        "has_aspects": bool(aspect_cols),
+        "has_aspects": pairs.aspects is not None,
         "counts": counts,
-        "files": files,
     }
-
-
-def pq_column_names(dataset: CanonicalDataset, name: str) -> list[str]:
-    """Column names of a dataset table, read from the Parquet footer only."""
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(dataset.path(name)).names
 
 
 def _item_columns(dataset: CanonicalDataset, fields: tuple[str, ...]) -> list[str]:
@@ -503,44 +329,6 @@ def _item_columns(dataset: CanonicalDataset, fields: tuple[str, ...]) -> list[st
     if not cols:
         raise DataError(f"{dataset.path('items')}: none of the item fields {list(fields)} exist")
     return cols
-
-
-def _unique_keys(col: pa.ChunkedArray, table: str, key: str, dataset: CanonicalDataset) -> pa.Array:
-    arr = col.combine_chunks()
-    if pc.count_distinct(arr).as_py() != len(arr) or arr.null_count:
-        raise DataError(f"{dataset.path(table)}: column {key} has duplicate or null values")
-    return arr
-
-
-def _lookup(col: pa.ChunkedArray, keys: pa.Array, path: Path, name: str, table: str) -> np.ndarray:
-    idx = pc.index_in(col, value_set=keys)
-    if idx.null_count:
-        raise DataError(f"{path}: {idx.null_count} pair(s) have a {name} not found in {table}")
-    return idx.to_numpy().astype(np.int32, copy=False)
-
-
-def _codes(
-    col: pa.ChunkedArray,
-    names: Any,
-    codes: Any,
-    path: Path,
-    column: str,
-    nullable: bool = False,
-) -> np.ndarray:
-    """Map a string column to small int codes via ``names -> codes``; null -> -1 if nullable."""
-    names = list(names)
-    lut = np.asarray([*list(codes), -1], dtype=np.int8)
-    idx = pc.index_in(col, value_set=pa.array(names, pa.string()))
-    bad = pc.and_(pc.is_valid(col), pc.is_null(idx))
-    n_bad = pc.sum(bad).as_py() or 0
-    if n_bad:
-        example = pc.filter(col, bad)[0].as_py()
-        raise DataError(
-            f"{path}: column {column} has {n_bad} value(s) outside {names}, e.g. {example!r}"
-        )
-    if not nullable and col.null_count:
-        raise DataError(f"{path}: column {column} has {col.null_count} null value(s)")
-    return lut[pc.fill_null(idx, len(names)).to_numpy()]
 
 
 def _item_text(items: pa.Table, cols: list[str], max_chars: int) -> pa.ChunkedArray:

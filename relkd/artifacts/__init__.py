@@ -1,0 +1,9 @@
+"""Fingerprinted artifacts: folders built once from known inputs, verified on every open."""
+
+from relkd.artifacts.fingerprinted_artifact import (
+    FingerprintedArtifact,
+    fingerprint,
+    input_differences,
+)
+
+__all__ = ["FingerprintedArtifact", "fingerprint", "input_differences"]
