@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader
 
 from datamodules.pair_collator import Encoding, PairCollator, Truncation
 from datamodules.pair_dataset import PairDataset
+from datamodules.prompt_collator import PromptCollator
+from datamodules.prompt_store import PromptSpec, PromptStore
 from datamodules.samplers import (
     LengthBucketBatchSampler,
     QueryGroupedBatchSampler,
@@ -49,7 +51,7 @@ class SplitFrame:
 
 
 class QueryItemDataModule(pl.LightningDataModule):
-    """Query–item pairs of a canonical dataset as cross-encoder or bi-encoder batches.
+    """Query–item pairs of a canonical dataset as cross-encoder, bi-encoder or prompt batches.
 
     Args:
         data_dir: canonical dataset folder (read only; nothing is written in or beside it).
@@ -60,7 +62,11 @@ class QueryItemDataModule(pl.LightningDataModule):
         max_length: cross: tokens per pair incl. [CLS]/[SEP]/[SEP]; bi: per side incl. 2 specials.
         max_query_tokens / max_item_tokens: caps applied once when tokenizing into the store.
         item_fields: items columns joined (" | ") into the item text, in this order.
-        encoding: ``cross`` ([CLS] q [SEP] item [SEP]) or ``bi`` (query and item apart).
+        encoding: ``cross`` ([CLS] q [SEP] item [SEP]), ``bi`` (query and item apart) or
+            ``prompt`` (the teacher's causal-LM prompts and responses from a PromptStore built
+            under ``cache_dir`` for ``prompt_spec``; training batches carry the response,
+            val/test batches the prompt only; see datamodules/prompt_collator.py).
+        prompt_spec: what the prompts hold (PromptSpec); required with ``encoding="prompt"``.
         truncation: ``query_first`` (keep the query, trim the item) or ``longest_first``.
         token_type_ids: emit token_type_ids in cross mode; None = when the tokenizer uses them.
         pad_to_multiple_of: round each batch's width up to a multiple (None = longest row).
@@ -94,7 +100,8 @@ class QueryItemDataModule(pl.LightningDataModule):
         max_query_tokens: int = 32,
         max_item_tokens: int = 96,
         item_fields: Sequence[str] = DEFAULT_ITEM_FIELDS,
-        encoding: Encoding = "cross",
+        encoding: Encoding | str = "cross",
+        prompt_spec: PromptSpec | None = None,
         truncation: Truncation = "query_first",
         token_type_ids: bool | None = None,
         pad_to_multiple_of: int | None = None,
@@ -116,8 +123,12 @@ class QueryItemDataModule(pl.LightningDataModule):
         test_splits: Sequence[str] = ("test",),
     ) -> None:
         super().__init__()
-        if encoding not in ("cross", "bi"):
-            raise ConfigError(f"encoding must be 'cross' or 'bi', got {encoding!r}")
+        if encoding not in ("cross", "bi", "prompt"):
+            raise ConfigError(f"encoding must be 'cross', 'bi' or 'prompt', got {encoding!r}")
+        if (encoding == "prompt") != (prompt_spec is not None):
+            raise ConfigError("encoding 'prompt' and prompt_spec go together")
+        if encoding == "prompt" and teacher_cache is not None:
+            raise ConfigError("a teacher cache is joined to student batches, not to prompts")
         if group_size < 0 or batch_size < 1:
             raise ConfigError("group_size must be >= 0 and batch_size >= 1")
         if (include_unlabeled or with_cot) and teacher_cache is None:
@@ -131,7 +142,8 @@ class QueryItemDataModule(pl.LightningDataModule):
         self.max_query_tokens = int(max_query_tokens)
         self.max_item_tokens = int(max_item_tokens)
         self.item_fields = tuple(item_fields)
-        self.encoding: Encoding = encoding
+        self.encoding = encoding
+        self.prompt_spec = prompt_spec
         self.truncation: Truncation = truncation
         self.token_type_ids = token_type_ids
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -164,6 +176,7 @@ class QueryItemDataModule(pl.LightningDataModule):
                 "max_item_tokens": self.max_item_tokens,
                 "item_fields": list(self.item_fields),
                 "encoding": encoding,
+                "prompt_spec": None if prompt_spec is None else prompt_spec.to_dict(),
                 "truncation": truncation,
                 "token_type_ids": token_type_ids,
                 "pad_to_multiple_of": pad_to_multiple_of,
@@ -189,10 +202,11 @@ class QueryItemDataModule(pl.LightningDataModule):
             logger=False,  # the run's config.yaml is the record; keep these out of TensorBoard
         )
         self._dataset = CanonicalDataset(self.data_dir)
-        self._store: TokenizedStore | None = None
+        self._store: TokenizedStore | PromptStore | None = None
         self._teacher: TeacherCache | None = None
         self._teacher_rows: np.ndarray | None = None
-        self._collator: PairCollator | None = None
+        self._collator: PairCollator | PromptCollator | None = None
+        self._eval_collator: PromptCollator | None = None
         self._lengths: np.ndarray | None = None
 
     # -- Lightning hooks -----------------------------------------------------------------
@@ -212,7 +226,16 @@ class QueryItemDataModule(pl.LightningDataModule):
             self._teacher = TeacherCache.load(root, self._dataset)  # checks the label scheme
             self._teacher_rows = self._teacher.align(np.asarray(self.store.array("pair_id")))
 
-    def _open_store(self, build: bool) -> TokenizedStore:
+    def _open_store(self, build: bool) -> TokenizedStore | PromptStore:
+        if self._store is None and self.prompt_spec is not None:
+            self._store = PromptStore.open_or_build(
+                self.data_dir,
+                self.tokenizer,
+                self.prompt_spec,
+                cache_dir=self.cache_dir,
+                store_dir=self.store_dir,
+                build=build,
+            )
         if self._store is None:
             self._store = TokenizedStore.open_or_build(
                 self.data_dir,
@@ -243,7 +266,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         return self.scheme.num_labels
 
     @property
-    def store(self) -> TokenizedStore:
+    def store(self) -> TokenizedStore | PromptStore:
         if self._store is None:
             raise RuntimeError("call prepare_data() and setup() first")
         return self._store
@@ -253,7 +276,12 @@ class QueryItemDataModule(pl.LightningDataModule):
         return self._teacher
 
     @property
-    def collator(self) -> PairCollator:
+    def collator(self) -> PairCollator | PromptCollator:
+        """The training collator (prompt mode: with responses)."""
+        if self._collator is None and isinstance(self.store, PromptStore):
+            self._collator = PromptCollator(
+                self.store, with_response=True, pad_to_multiple_of=self.pad_to_multiple_of
+            )
         if self._collator is None:
             self._collator = PairCollator(
                 self.store,
@@ -268,10 +296,25 @@ class QueryItemDataModule(pl.LightningDataModule):
             )
         return self._collator
 
-    def pair_lengths(self) -> np.ndarray:
-        """Per store pair: its length once collated (cross) or its longer side (bi)."""
+    @property
+    def eval_collator(self) -> PairCollator | PromptCollator:
+        """The val/test collator: the training one, except prompt mode's has no responses."""
+        if not isinstance(self.store, PromptStore):
+            return self.collator
+        if self._eval_collator is None:
+            self._eval_collator = PromptCollator(
+                self.store, with_response=False, pad_to_multiple_of=self.pad_to_multiple_of
+            )
+        return self._eval_collator
+
+    def pair_lengths(self, with_response: bool = True) -> np.ndarray:
+        """Per store pair: its length once collated (cross), its longer side (bi), or its prompt
+        (+ response when ``with_response``) length (prompt)."""
+        s = self.store
+        if isinstance(s, PromptStore):
+            lengths = s.prompt_lengths()
+            return lengths + s.response_lengths() if with_response else lengths
         if self._lengths is None:
-            s = self.store
             q = s.query_lengths()[np.asarray(s.array("query_row"))]
             i = s.item_lengths()[np.asarray(s.array("item_row"))]
             if self.encoding == "cross":
@@ -340,7 +383,7 @@ class QueryItemDataModule(pl.LightningDataModule):
 
     def eval_sampler(self, split: str, num_replicas: int | None = None, rank: int | None = None):
         return SequentialBatchSampler(
-            self.pair_lengths()[self.rows(split)],
+            self.pair_lengths(with_response=False)[self.rows(split)],
             self.eval_batch_size,
             num_replicas=num_replicas,
             rank=rank,
@@ -351,7 +394,7 @@ class QueryItemDataModule(pl.LightningDataModule):
             PairDataset(self.rows(split)),
             sampler=sampler,
             batch_size=None,
-            collate_fn=self.collator,
+            collate_fn=self.collator if split == "train" else self.eval_collator,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,

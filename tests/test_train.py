@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_modules.student_module import flatten_metrics
+from lightning_modules.relevance_module import flatten_metrics
 from relkd.cli import main
 from relkd.config import compose
 from relkd.errors import ConfigError

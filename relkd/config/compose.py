@@ -15,10 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from relkd.config.experiment_config import (
+    AGGREGATIONS,
     DATASET_KINDS,
+    FINETUNE,
     PRECISIONS,
     STRATEGIES,
     STUDENTS,
+    TASKS,
+    TEACHER_MODES,
     ExperimentConfig,
 )
 from relkd.errors import ConfigError
@@ -167,10 +171,85 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         "optim.scheduler",
         "linear or constant",
     )
+    _check(cfg.task in TASKS, layers, "task", f"{cfg.task!r} not in {TASKS}")
+    _validate_teacher(cfg, layers)
     _check(cfg.checkpoint.mode in ("min", "max"), layers, "checkpoint.mode", "must be min or max")
     _check(len(cfg.eval.splits) > 0, layers, "eval.splits", "name at least one split")
     bad_splits = sorted(set(cfg.eval.splits) - {"train", "val", "test"})
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
+
+
+def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """The teacher section, and loss terms that only a teacher (or only some modes) can use."""
+    from relkd.behavior import EVAL_QUERY_POLICIES
+    from relkd.losses.registry import TEACHER_ONLY_TERMS
+    from relkd.prompts.item_renderer import ITEM_FIELDS
+
+    t = cfg.teacher
+    active = {name for name, w in cfg.loss.weights.items() if w > 0}
+    _check(t.mode in TEACHER_MODES, layers, "teacher.mode", f"{t.mode!r} not in {TEACHER_MODES}")
+    _check(t.finetune in FINETUNE, layers, "teacher.finetune", f"{t.finetune!r} not in {FINETUNE}")
+    _check(
+        t.aggregation in AGGREGATIONS,
+        layers,
+        "teacher.aggregation",
+        f"{t.aggregation!r} not in {AGGREGATIONS}",
+    )
+    _check(
+        t.aggregation == "verdict" or t.mode == "progressive",
+        layers,
+        "teacher.aggregation",
+        "mean and fitted aggregate progressive steps; use teacher.mode progressive",
+    )
+    _check(t.lora.r >= 1, layers, "teacher.lora.r", "must be >= 1")
+    _check(0.0 <= t.lora.dropout < 1.0, layers, "teacher.lora.dropout", "must be in [0, 1)")
+    _check(bool(t.lora.target_modules), layers, "teacher.lora.target_modules", "name a module")
+    p, n = t.prompt, t.prompt.neighbors
+    bad = sorted(set(p.item_fields) - set(ITEM_FIELDS))
+    _check(not bad, layers, "teacher.prompt.item_fields", f"unknown {bad}; known {list(ITEM_FIELDS)}")
+    _check(bool(p.item_fields), layers, "teacher.prompt.item_fields", "name at least one field")
+    for key in ("max_query_tokens", "max_item_tokens"):
+        _check(p[key] >= 1, layers, f"teacher.prompt.{key}", "must be >= 1")
+    _check(n.query_k >= 0 and n.item_k >= 0, layers, "teacher.prompt.neighbors", "k must be >= 0")
+    _check(n.min_impressions >= 1, layers, "teacher.prompt.neighbors.min_impressions", "must be >= 1")
+    _check(0.0 <= n.min_ctr <= 1.0, layers, "teacher.prompt.neighbors.min_ctr", "must be in [0, 1]")
+    _check(
+        n.eval_queries in EVAL_QUERY_POLICIES,
+        layers,
+        "teacher.prompt.neighbors.eval_queries",
+        f"{n.eval_queries!r} not in {EVAL_QUERY_POLICIES}",
+    )
+    _check(n.max_tokens >= 1, layers, "teacher.prompt.neighbors.max_tokens", "must be >= 1")
+    _check(t.cot.source in ("rules", "jsonl"), layers, "teacher.cot.source", "rules or jsonl")
+    _check(
+        t.cot.source != "jsonl" or bool(t.cot.file),
+        layers,
+        "teacher.cot.file",
+        "required when teacher.cot.source is jsonl",
+    )
+    _check(t.cot.max_new_tokens >= 1, layers, "teacher.cot.max_new_tokens", "must be >= 1")
+    if cfg.task == "student":
+        misplaced = sorted(active & TEACHER_ONLY_TERMS)
+        _check(not misplaced, layers, "loss.weights", f"{misplaced} are teacher-only terms")
+        return
+    _check(
+        "cot_lm" not in active or t.mode in ("cot", "multitask"),
+        layers,
+        "loss.weights",
+        f"cot_lm trains a CoT response; teacher.mode {t.mode!r} has none (use cot or multitask)",
+    )
+    _check(
+        "aspect_ce" not in active or t.mode != "classifier",
+        layers,
+        "loss.weights",
+        "aspect_ce reads CoT aspect slots; teacher.mode classifier has none",
+    )
+    _check(
+        t.mode not in ("cot",) or "cot_lm" in active,
+        layers,
+        "loss.weights",
+        "teacher.mode cot is SFT on the CoT: give cot_lm a weight > 0",
+    )
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -20,6 +20,10 @@ STRATEGIES = (
 )
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 DATASET_KINDS = ("synthetic", "path")
+TASKS = ("student", "teacher")  # `relkd train` runs students, `relkd teacher train` teachers
+TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
+FINETUNE = ("lora", "full")
+AGGREGATIONS = ("verdict", "mean", "fitted")
 # student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
 STUDENTS: dict[str, str] = {"cross_encoder": "cross"}
 
@@ -78,12 +82,89 @@ class LossConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"hard_ce": 1.0})
     label_smoothing: float = 0.0
     temperature: float = 1.0
+    # soft_target_ce: label -> {label: weight}, the target distribution of that label
+    soft_targets: dict[str, dict[str, float]] = field(default_factory=dict)
+    # graded_bce: label -> grade in [0, 1]; unnamed labels: top 1, second 0.5, rest 0
+    grades: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    # base weights the checkpoint lacks (MiniLM's LM-head transform) train fully and are saved
+    # beside the adapter; false keeps them frozen at their seeded initialisation
+    train_new_weights: bool = True
+
+
+@dataclass
+class NeighborSettings:
+    """ProRBP behaviour neighbours shown in the teacher's prompt (k = 0 leaves a side out)."""
+
+    query_k: int = 0  # items clicked for the query
+    item_k: int = 0  # queries that led to clicks on the item
+    min_impressions: int = 1  # m
+    min_ctr: float = 0.2  # c
+    eval_queries: str = "logs"  # logs | hidden (drop val/test queries' own logs)
+    max_tokens: int = 16  # budget of each neighbour text
+
+
+@dataclass
+class PromptSettings:
+    item_fields: list[str] = field(
+        default_factory=lambda: [
+            "title",
+            "brand",
+            "color",
+            "product_type",
+            "attributes",
+            "description",
+        ]
+    )
+    max_query_tokens: int = 32
+    max_item_tokens: int = 96
+    neighbors: NeighborSettings = field(default_factory=NeighborSettings)
+
+
+@dataclass
+class CotSettings:
+    source: str = "rules"  # rules (the dataset's aspect facts) | jsonl
+    file: str | None = None  # JSONL with pair_id and cot when source is jsonl
+    max_new_tokens: int = 48
+    explain_eval: bool = True  # multitask: also generate explanations when evaluating
+
+
+@dataclass
+class TinyDecoderSettings:
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 2
+
+
+@dataclass
+class TeacherConfig:
+    """The LLM teacher (``relkd teacher train``)."""
+
+    model: str = "minilm-causal"  # preset (minilm-causal, tiny-causal) or HF causal LM id / path
+    trust_remote_code: bool = False
+    revision: str | None = None
+    mode: str = "classifier"  # classifier | cot | multitask | progressive
+    finetune: str = "lora"  # lora | full
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    gradient_checkpointing: bool = False
+    label_words: dict[str, str] = field(default_factory=dict)  # label -> word; default lower-case
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+    cot: CotSettings = field(default_factory=CotSettings)
+    aggregation: str = "verdict"  # progressive: verdict | mean | fitted (on val)
+    tiny: TinyDecoderSettings = field(default_factory=TinyDecoderSettings)
 
 
 @dataclass
 class OptimConfig:
     lr: float = 5e-5
-    head_lr: float | None = None  # defaults to lr
+    head_lr: float | None = None  # student head / teacher's newly initialised weights; default lr
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     scheduler: str = "linear"  # linear | constant
@@ -131,12 +212,14 @@ class EvalConfig:
 @dataclass
 class ExperimentConfig:
     experiment: str = "base"
+    task: str = "student"  # student (relkd train) | teacher (relkd teacher train)
     seed: int = 0
     output_dir: str = "runs"
     version: str | None = None  # default: version_<n>
     resume: str | None = None  # a run dir; training continues from its checkpoints/last.ckpt
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -19,10 +19,13 @@ and returns a JSON-ready dict with the same metrics overall and per popularity b
     Tied scores are averaged over (sklearn's rule). **Queries whose pairs all have gain 0 are
     skipped** (their NDCG is undefined); ``ndcg_queries`` counts the queries that were counted,
     and ``ndcg@10`` is ``None`` when there are none.
-``class_accuracy``, ``class_macro_f1``
+``class_accuracy``, ``class_macro_f1``, ``class_ece``
     Only when ``class_probs`` is given: multiclass accuracy (micro: fraction of pairs whose
     argmax class is the label) and macro-F1 over the scheme's classes (classes absent from both
-    labels and predictions left out), torchmetrics ``Multiclass*``.
+    labels and predictions left out), torchmetrics ``Multiclass*``; and the expected calibration
+    error of the top-class confidence (15 equal-width bins, L1: the bins' |confidence -
+    accuracy| weighted by their share of pairs; torchmetrics ``MulticlassCalibrationError``).
+    Rows that are not probability distributions (logits) are softmaxed first.
 
 Each group also reports ``num_pairs``, ``num_queries`` and ``num_relevant`` (binary positives).
 A bucket's metrics are computed over the pairs of that bucket's queries, with the *same*
@@ -50,6 +53,7 @@ from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
     multiclass_accuracy,
+    multiclass_calibration_error,
     multiclass_f1_score,
 )
 from torchmetrics.retrieval import RetrievalNormalizedDCG
@@ -61,7 +65,8 @@ NDCG_K = 10
 NDCG_KEY = f"ndcg@{NDCG_K}"
 # Keys of one group's metrics, in display order (class_* only when class_probs is given).
 METRIC_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "auc", NDCG_KEY)
-CLASS_METRIC_KEYS: tuple[str, ...] = ("class_accuracy", "class_macro_f1")
+CLASS_METRIC_KEYS: tuple[str, ...] = ("class_accuracy", "class_macro_f1", "class_ece")
+ECE_BINS = 15
 COUNT_KEYS: tuple[str, ...] = ("num_pairs", "num_queries", "num_relevant", "ndcg_queries")
 
 
@@ -184,6 +189,11 @@ def compute_relevance_metrics(
             raise ValueError(
                 f"class_probs has shape {probs.shape}, expected ({n}, {scheme.num_labels})"
             )
+        if not np.all(np.isfinite(probs)):
+            raise ValueError("class_probs must be finite")
+        if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+            z = probs - probs.max(axis=1, keepdims=True)
+            probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
 
     binary = scheme.binary_array()[y]
     tuned = threshold is None
@@ -209,6 +219,7 @@ def compute_relevance_metrics(
             query_ndcg=query_ndcg[queries & query_counted],
             num_queries=int(queries.sum()),
             pred_class=None if pred_class is None else pred_class[pairs],
+            class_probs=None if probs is None else probs[pairs],
         )
 
     return {
@@ -310,6 +321,7 @@ def _group_metrics(
     query_ndcg: np.ndarray,
     num_queries: int,
     pred_class: np.ndarray | None,
+    class_probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     n = int(labels.size)
     out: dict[str, Any] = {
@@ -339,4 +351,14 @@ def _group_metrics(
         out["class_macro_f1"] = float(
             multiclass_f1_score(cls_pred, cls_target, num_classes=k, average="macro")
         )
+        if class_probs is not None:
+            out["class_ece"] = float(
+                multiclass_calibration_error(
+                    torch.from_numpy(class_probs).float(),
+                    cls_target,
+                    num_classes=k,
+                    n_bins=ECE_BINS,
+                    norm="l1",
+                )
+            )
     return out

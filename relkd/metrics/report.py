@@ -17,6 +17,8 @@ from relkd.metrics.relevance_metrics import NDCG_KEY
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pairs", "num_pairs", "d"),
     ("queries", "num_queries", "d"),
+    ("class-acc", "class_accuracy", ".4f"),
+    ("ECE", "class_ece", ".4f"),
     ("accuracy", "accuracy", ".4f"),
     ("macro-F1", "macro_f1", ".4f"),
     ("AUC", "auc", ".4f"),
@@ -33,8 +35,9 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
             payload (``{"metrics": <result>, ...}``). A missing or ``None`` value prints ``-``.
 
     Returns:
-        The table as one string (no trailing newline); columns pairs, queries, accuracy,
-        macro-F1, AUC and NDCG@10, numbers right-aligned with 4 decimals.
+        The table as one string (no trailing newline); columns pairs, queries, class-acc (the
+        K-class accuracy) and ECE (when class probabilities were given, else ``-``), the binary
+        accuracy, macro-F1, AUC and NDCG@10, numbers right-aligned with 4 decimals.
     """
     header = ["model / group", *(c[0] for c in _COLUMNS)]
     rows: list[list[str]] = []

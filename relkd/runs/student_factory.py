@@ -55,7 +55,7 @@ def build_student(
     )
     return StudentModule(
         net=net,
-        loss=build_loss(cfg.loss),
+        loss=build_loss(cfg.loss, scheme),
         scheme=scheme,
         optim=dict(cfg.optim),
         eval_splits=eval_splits,

@@ -1,0 +1,212 @@
+"""Evaluation and optimisation shared by every relevance model (the students and the teacher).
+
+A subclass says how to predict a batch (``eval_outputs``: per-pair score, class probabilities and
+any extra columns) and which parameters form which optimiser group; this base class gathers the
+predictions from every rank, de-duplicates them by ``pair_id`` (DDP's padded eval shards never
+count a pair twice), computes the shared relevance metrics overall and per popularity bucket,
+applies the threshold tuned on val to the other splits, and logs everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from relkd.data.label_scheme import LabelScheme
+from relkd.metrics import compute_relevance_metrics, tune_threshold
+
+log = logging.getLogger(__name__)
+EVAL_FIELDS = ("pair_id", "labels", "query_index", "bucket")
+
+
+def flatten_metrics(split: str, result: dict[str, Any]) -> dict[str, float]:
+    """``{"overall": {m: v}, "buckets": {b: {m: v}}, "cot": {...}}`` -> ``{"split/m": v,
+    "split/b/m": v, "split/cot/...": v}`` (numbers only)."""
+    flat: dict[str, float] = {}
+    for name, value in result["overall"].items():
+        if isinstance(value, (int, float)) and value is not None:
+            flat[f"{split}/{name}"] = float(value)
+    for bucket, metrics in result.get("buckets", {}).items():
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and value is not None:
+                flat[f"{split}/{bucket}/{name}"] = float(value)
+    if result.get("threshold") is not None:
+        flat[f"{split}/threshold"] = float(result["threshold"])
+
+    def nested(prefix: str, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                nested(f"{prefix}/{key}", value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[f"{prefix}/{key}"] = float(value)
+
+    if isinstance(result.get("cot"), dict):
+        nested(f"{split}/cot", result["cot"])
+    return flat
+
+
+class RelevanceModule(L.LightningModule):
+    """Base class: eval collection, metrics, thresholds and the optimiser.
+
+    Args:
+        scheme: label scheme, for gains (ranking score) and metrics.
+        optim: ``lr, head_lr, weight_decay, warmup_ratio, scheduler``.
+        eval_splits: names of the dataloaders passed to ``trainer.test``, in order; when
+            ``val`` is among them its tuned threshold is applied to the others.
+    """
+
+    def __init__(
+        self, scheme: LabelScheme, optim: dict[str, Any], eval_splits: tuple[str, ...]
+    ) -> None:
+        super().__init__()
+        self.scheme = scheme
+        self.optim = dict(optim)
+        self.eval_splits = tuple(eval_splits)
+        self.register_buffer(
+            "gains", torch.tensor(scheme.gains, dtype=torch.float32), persistent=False
+        )
+        # plain dicts (no lambdas) so the module pickles for ddp_spawn
+        self._buffers_eval: dict[int, dict[str, list[np.ndarray]]] = {}
+        self.eval_results: dict[str, dict[str, Any]] = {}
+        self.eval_predictions: dict[str, dict[str, np.ndarray]] = {}
+
+    # ---- what a subclass provides ----
+    def eval_outputs(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per-pair predictions of a batch: at least ``score`` (B,) and ``probs`` (B, K)."""
+        raise NotImplementedError
+
+    def param_groups(self) -> tuple[list, list, list]:
+        """(decayed, not decayed, head) trainable parameters; head uses ``optim.head_lr``."""
+        raise NotImplementedError
+
+    def finalize_predictions(self, gathered: dict[str, dict[str, np.ndarray]]) -> None:
+        """Hook before test metrics: adjust every split's gathered rows in place (e.g. fit a
+        score aggregator on val)."""
+
+    def extra_metrics(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+        """More metrics of one split (stored under ``"cot"``); none by default."""
+        return {}
+
+    # ---- evaluation ----
+    def scores_from_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probs, score): softmax, and the expected gain (float32 even under bf16)."""
+        probs = logits.float().softmax(-1)
+        return probs, probs @ self.gains.float()
+
+    def _collect(self, batch: dict[str, Any], dataloader_idx: int) -> None:
+        out = self.eval_outputs(batch)
+        buf = self._buffers_eval.setdefault(dataloader_idx, {})
+        for key in EVAL_FIELDS:
+            buf.setdefault(key, []).append(batch[key].detach().cpu().numpy())
+        for key, value in out.items():
+            buf.setdefault(key, []).append(value)
+
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._collect(batch, dataloader_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._collect(batch, dataloader_idx)
+
+    def _gathered(self, dataloader_idx: int) -> dict[str, np.ndarray]:
+        """This loader's predictions from all ranks, one row per pair_id (sorted by pair_id)."""
+        buf = self._buffers_eval.pop(dataloader_idx, {})
+        local = {k: np.concatenate(v) for k, v in buf.items()} if buf else {}
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[dict[str, np.ndarray]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+            dist.all_gather_object(parts, local)
+            parts = [p for p in parts if p]
+            local = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        if not local:
+            return {}
+        _, first = np.unique(local["pair_id"], return_index=True)
+        return {k: v[first] for k, v in local.items()}
+
+    def _metrics(self, rows: dict[str, np.ndarray], threshold: float | None) -> dict[str, Any]:
+        result = compute_relevance_metrics(
+            self.scheme,
+            labels=rows["labels"],
+            scores=rows["score"],
+            query_ids=rows["query_index"],
+            buckets=rows["bucket"],
+            class_probs=rows["probs"],
+            threshold=threshold,
+        )
+        extra = self.extra_metrics(rows)
+        if extra:
+            result["cot"] = extra
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        rows = self._gathered(0)
+        if not rows:
+            return
+        result = self._metrics(rows, threshold=None)
+        self.eval_results = {"val": result}
+        for key, value in flatten_metrics("val", result).items():
+            self.log(key, value, prog_bar=key == "val/ndcg@10", sync_dist=False)
+
+    def on_test_epoch_end(self) -> None:
+        gathered = {s: self._gathered(i) for i, s in enumerate(self.eval_splits)}
+        self.finalize_predictions(gathered)
+        results: dict[str, dict[str, Any]] = {}
+        threshold = None
+        if gathered.get("val"):
+            val_rows = gathered["val"]
+            binary = self.scheme.binary_array()[val_rows["labels"]]
+            threshold = tune_threshold(binary, val_rows["score"])
+        if threshold is None:
+            log.warning(
+                "no val split to tune the decision threshold on: accuracy and macro-F1 of %s use "
+                "a threshold tuned on that split itself (metrics.json: threshold_tuned)",
+                ", ".join(self.eval_splits),
+            )
+        for split, rows in gathered.items():
+            if rows:
+                results[split] = self._metrics(rows, threshold=threshold)
+        self.eval_results = results
+        self.eval_predictions = {s: rows for s, rows in gathered.items() if rows}
+        for split, result in results.items():
+            for key, value in flatten_metrics(split, result).items():
+                self.log(key, value, sync_dist=False, add_dataloader_idx=False)
+
+    # ---- optimisation ----
+    def configure_optimizers(self) -> Any:
+        from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+        lr = float(self.optim["lr"])
+        head_lr = float(self.optim.get("head_lr") or lr)
+        decay, no_decay, head = self.param_groups()
+        groups = [
+            {"params": decay, "weight_decay": float(self.optim["weight_decay"]), "lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            {"params": head, "weight_decay": 0.0, "lr": head_lr},
+        ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(float(self.optim.get("warmup_ratio", 0.0)) * total)
+        if self.optim.get("scheduler", "linear") == "linear":
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        else:
+            scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def split_decay(named: list[tuple[str, torch.nn.Parameter]]) -> tuple[list, list]:
+    """Weight-decayed matrices vs biases and norms (which are never decayed)."""
+    decay, no_decay = [], []
+    for name, param in named:
+        if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return decay, no_decay
