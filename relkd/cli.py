@@ -114,12 +114,43 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
 
 
+def _add_teacher(sub: argparse._SubParsersAction) -> None:
+    teacher = sub.add_parser("teacher", help="the LLM teacher: fine-tune it, write CoT targets")
+    tsub = teacher.add_subparsers(dest="teacher_cmd", required=True)
+    train = tsub.add_parser("train", help="fine-tune a teacher from an experiment YAML")
+    train.add_argument("experiment", type=Path)
+    train.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.mode=cot")
+    cot = tsub.add_parser(
+        "write-cot", help="ask an LLM for CoT targets with self-consistency (ELLM-rele)"
+    )
+    cot.add_argument("--model", required=True, help="Hugging Face causal LM id or local path")
+    cot.add_argument("--data", required=True, type=Path, help="canonical dataset folder")
+    cot.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    cot.add_argument("--samples", type=int, default=5, help="k samples per pair (majority vote)")
+    cot.add_argument("--splits", default="train", help="comma-separated splits to annotate")
+    cot.add_argument("--limit", type=int, default=None, help="at most this many pairs")
+    cot.add_argument("--temperature", type=float, default=0.7)
+    cot.add_argument("--max-new-tokens", type=int, default=64)
+    cot.add_argument("--batch-size", type=int, default=8)
+    cot.add_argument(
+        "--decoding",
+        choices=["free", "guided"],
+        default="free",
+        help="free: sample text and parse it; guided: sample only the slot answers",
+    )
+    cot.add_argument("--seed", type=int, default=0)
+    cot.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    cot.add_argument("--trust-remote-code", action="store_true")
+    cot.add_argument("--overwrite", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relkd", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
     _add_baseline(sub)
     _add_train(sub)
+    _add_teacher(sub)
     return parser
 
 
@@ -178,6 +209,16 @@ def run(args: argparse.Namespace) -> int:
         from relkd.train import train_from_cli
 
         train_from_cli(args.experiment, args.overrides)
+        return 0
+    if args.cmd == "teacher" and args.teacher_cmd == "train":
+        from relkd.train import train_from_cli
+
+        train_from_cli(args.experiment, args.overrides, task="teacher")
+        return 0
+    if args.cmd == "teacher" and args.teacher_cmd == "write-cot":
+        from relkd.teacher.cot_writer import write_cot_from_args
+
+        write_cot_from_args(args)
         return 0
     if args.cmd == "eval":
         from relkd.evaluate import evaluate_run

@@ -1,6 +1,7 @@
 """``relkd eval RUN_DIR [--data DIR] [--split S] [--ckpt best|last|PATH]``: re-evaluate a run.
 
-The student is rebuilt from the run's saved config.yaml and its checkpoint; the threshold is
+The student or teacher (the config's ``task``) is rebuilt from the run's saved config.yaml and
+its checkpoint; the threshold is
 tuned on the dataset's val split (when it has one) and applied to the requested split. Results
 go to ``RUN_DIR/eval/<dataset>-<split>/metrics.json`` and never overwrite the run's own metrics.
 """
@@ -18,7 +19,7 @@ from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_report import RunReport
-from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
+from relkd.runs.run_setup import setup_run
 
 
 def _checkpoint(run_dir: Path, ckpt: str) -> Path:
@@ -46,10 +47,10 @@ def evaluate_run(
     data_dir = resolve_dataset(cfg.data, build=False)
     dataset = CanonicalDataset(data_dir)
     splits = ("val", split) if split != "val" else ("val",)
-    spec = encoder_spec(cfg, data_dir)
-    dm = build_datamodule(cfg, data_dir, spec)
+    setup = setup_run(cfg, data_dir, dataset, splits)
+    dm = setup.datamodule
     dm.test_splits = splits
-    module = build_student(cfg, spec, dataset.scheme, splits)
+    module = setup.module
     out = run_dir / "eval" / f"{data_dir.name}-{split}" / "metrics.json"
     report = RunReport(
         out, to_container(cfg), extra={"checkpoint": str(path), "dataset": str(data_dir)}
@@ -68,5 +69,7 @@ def evaluate_run(
     from relkd.metrics.report import format_metrics_table
 
     print(f"checkpoint: {path}\nmetrics: {out}")
-    print(format_metrics_table({f"{cfg.model.encoder} ({split})": metrics[split]}))
+    print(format_metrics_table({f"{setup.name} ({split})": metrics[split]}))
+    if "cot" in metrics[split]:
+        print(f"CoT: {json.dumps(metrics[split]['cot'], sort_keys=True)}")
     return metrics

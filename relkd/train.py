@@ -1,4 +1,6 @@
-"""``relkd train EXPERIMENT.yaml [key=value ...]``: compose, build, fit, evaluate, report."""
+"""``relkd train`` / ``relkd teacher train EXPERIMENT.yaml [key=value ...]``: compose, build,
+fit, evaluate, report. Students and the teacher share this path and the run folder layout; only
+the DataModule encoding and the LightningModule differ (relkd/runs/run_setup.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 from relkd.runs.run_report import RunReport
-from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
+from relkd.runs.run_setup import RunSetup, setup_run
 
 log = logging.getLogger(__name__)
 TRAINER_KEYS_OPTIONAL = (
@@ -90,8 +92,13 @@ def compose_for_run(experiment: str | Path, overrides: list[str]) -> DictConfig:
     return compose(saved, overrides, with_base=False)
 
 
-def train_from_cli(experiment: str | Path, overrides: list[str]) -> Path:
-    return run_training(compose_for_run(experiment, overrides))
+def train_from_cli(experiment: str | Path, overrides: list[str], task: str = "student") -> Path:
+    """``relkd train`` (task student) or ``relkd teacher train`` (task teacher)."""
+    cfg = compose_for_run(experiment, overrides)
+    if cfg.task != task:
+        command = "relkd teacher train" if cfg.task == "teacher" else "relkd train"
+        raise ConfigError(f"{experiment}: task is {cfg.task!r}; run it with `{command}`")
+    return run_training(cfg)
 
 
 def run_training(cfg: DictConfig) -> Path:
@@ -116,25 +123,24 @@ def _run(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
     dataset = CanonicalDataset(data_dir)
-    spec = encoder_spec(cfg, data_dir)
     config = to_container(cfg)
+    eval_splits = tuple(cfg.eval.splits)
+    setup = setup_run(cfg, data_dir, dataset, eval_splits)
     if is_launcher_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         save(cfg, run_dir / "config.yaml")
         info = {
+            "task": cfg.task,
             "dataset": str(data_dir),
             "dataset_tables": {k: v.sha256 for k, v in dataset.manifest.tables.items()},
-            "encoder": spec.name,
-            "tokenizer": spec.tokenizer,
-            "pretrained": spec.pretrained,
+            **setup.info,
             "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         }
         (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
-    eval_splits = tuple(cfg.eval.splits)
-    dm = build_datamodule(cfg, data_dir, spec)
+    dm = setup.datamodule
     dm.test_splits = eval_splits
-    module = build_student(cfg, spec, dataset.scheme, eval_splits)
+    module = setup.module
     logger = TensorBoardLogger(
         save_dir=str(run_dir.parent.parent),
         name=run_dir.parent.name,
@@ -142,9 +148,14 @@ def _run(cfg: DictConfig) -> Path:
         default_hp_metric=False,
     )
     # Without labelled val pairs there is nothing to select on: keep the latest weights as best.
-    monitor = cfg.checkpoint.monitor if has_labelled(dataset, "val") else None
+    validates = cfg.trainer.limit_val_batches != 0
+    monitor = cfg.checkpoint.monitor if validates and has_labelled(dataset, "val") else None
     if monitor is None:
-        log.warning("%s has no labelled val pairs: no early stopping, best.ckpt = latest", data_dir)
+        log.warning(
+            "%s: no validation during fit (no labelled val pairs, or trainer.limit_val_batches=0): "
+            "no early stopping, best.ckpt = latest",
+            data_dir,
+        )
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -168,6 +179,7 @@ def _run(cfg: DictConfig) -> Path:
         )
     extra = {"experiment": cfg.experiment, "version": run_dir.name, "dataset": str(data_dir)}
     callbacks.append(RunReport(run_dir / "metrics.json", config, extra=extra))
+    callbacks.extend(setup.callbacks(run_dir))
     trainer = L.Trainer(
         **trainer_kwargs(cfg.trainer),
         logger=logger,
@@ -180,11 +192,11 @@ def _run(cfg: DictConfig) -> Path:
     best = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:
-        _print_summary(cfg, run_dir, data_dir)
+        _print_summary(cfg, run_dir, data_dir, setup)
     return run_dir
 
 
-def _print_summary(cfg: DictConfig, run_dir: Path, data_dir: Path) -> None:
+def _print_summary(cfg: DictConfig, run_dir: Path, data_dir: Path, setup: RunSetup) -> None:
     from relkd.metrics.report import format_metrics_table
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -193,7 +205,7 @@ def _print_summary(cfg: DictConfig, run_dir: Path, data_dir: Path) -> None:
         print(f"\nrun: {run_dir} (no labelled pairs in {list(cfg.eval.splits)} to evaluate)")
         return
     split = "test" if "test" in evaluated else evaluated[-1]
-    rows = {f"{cfg.model.encoder} ({split})": metrics[split]}
+    rows = {f"{setup.name} ({split})": metrics[split]}
     if cfg.eval.bm25_baseline:
         from relkd.baselines.bm25_baseline import run_bm25_baseline
 

@@ -233,10 +233,10 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
         _check(not misplaced, layers, "loss.weights", f"{misplaced} are teacher-only terms")
         return
     _check(
-        "cot_lm" not in active or t.mode in ("cot", "multitask"),
+        "cot_lm" not in active or t.mode != "classifier",
         layers,
         "loss.weights",
-        f"cot_lm trains a CoT response; teacher.mode {t.mode!r} has none (use cot or multitask)",
+        "cot_lm trains a CoT response; teacher.mode classifier has none",
     )
     _check(
         "aspect_ce" not in active or t.mode != "classifier",

@@ -102,6 +102,15 @@ class CausalLMSpec:
         return digest.hexdigest()
 
 
+def base_param_name(name: str) -> str:
+    """A parameter's name in the bare base model, from its name inside wrappers (the teacher
+    module's ``net.lm.``, peft's ``base_model.model.`` and LoRA's ``.base_layer``)."""
+    for prefix in ("net.lm.", "base_model.model."):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name.replace(".base_layer.", ".")
+
+
 def _local_folder(pretrained: str | None, revision: str | None) -> Path | None:
     if pretrained is None:
         return None
@@ -146,11 +155,11 @@ def resolve_causal_lm(
         path = minilm_path()
         return CausalLMSpec(name, path, path, {"is_decoder": True}, trust, revision)
     if name == "tiny-causal":
-        hidden = int(teacher_cfg.tiny_hidden_size)
+        hidden = int(teacher_cfg.tiny.hidden_size)
         overrides = {
             "hidden_size": hidden,
-            "num_hidden_layers": int(teacher_cfg.tiny_layers),
-            "num_attention_heads": int(teacher_cfg.tiny_heads),
+            "num_hidden_layers": int(teacher_cfg.tiny.layers),
+            "num_attention_heads": int(teacher_cfg.tiny.heads),
             "intermediate_size": 4 * hidden,
             "max_position_embeddings": 512,
         }

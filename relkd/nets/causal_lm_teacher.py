@@ -232,9 +232,11 @@ class CausalLMTeacher(nn.Module):
             dec = KVDecoder(self.lm, ids, mask, t.pad_id)
             logits = dec.logits[:, self.verdict_ids]
             choice = logits.argmax(-1)
-            dec.append_rows([t.verdict_seqs[c] for c in choice.tolist()])
+            heads = [t.verdict_seqs[c] for c in choice.tolist()]
+            dec.append_rows(heads)
             res = dec.greedy(self.max_new_tokens, t.end_id)
-            return Prediction(logits=logits, generated=res.tokens.tolist())
+            text = [h + g for h, g in zip(heads, res.tokens.tolist(), strict=True)]
+            return Prediction(logits=logits, generated=text)
         dec = KVDecoder(self.lm, ids, mask, t.pad_id)
         if self.mode == "cot":
             res = dec.greedy(self.max_new_tokens, t.end_id, t.verdict_cue, t.verdict_ids)

@@ -1,0 +1,105 @@
+"""What a run trains: the DataModule, the LightningModule and run facts, for a student or the
+teacher (``task``), built from a composed config. Shared by ``relkd train``, ``relkd teacher
+train`` and ``relkd eval``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from datamodules import QueryItemDataModule
+from relkd.data.canonical_dataset import CanonicalDataset
+
+
+@dataclass
+class RunSetup:
+    datamodule: QueryItemDataModule
+    module: L.LightningModule
+    info: dict[str, Any]  # facts for run_info.json
+    name: str  # the model's name in printed tables
+    make_callbacks: Callable[[Path], list[L.Callback]] = field(default=lambda run_dir: [])
+
+    def callbacks(self, run_dir: Path) -> list[L.Callback]:
+        return self.make_callbacks(run_dir)
+
+
+def setup_run(
+    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+) -> RunSetup:
+    if cfg.task == "teacher":
+        return _teacher(cfg, data_dir, dataset, eval_splits)
+    return _student(cfg, data_dir, dataset, eval_splits)
+
+
+def _student(
+    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+) -> RunSetup:
+    from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
+
+    spec = encoder_spec(cfg, data_dir)
+    return RunSetup(
+        datamodule=build_datamodule(cfg, data_dir, spec),
+        module=build_student(cfg, spec, dataset.scheme, eval_splits),
+        info={"encoder": spec.name, "tokenizer": spec.tokenizer, "pretrained": spec.pretrained},
+        name=str(cfg.model.encoder),
+    )
+
+
+def _teacher(
+    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+) -> RunSetup:
+    from relkd.runs.teacher_export import TeacherExport
+    from relkd.runs.teacher_factory import (
+        build_teacher,
+        build_teacher_datamodule,
+        prompt_spec,
+        teacher_spec,
+    )
+
+    spec = teacher_spec(cfg, data_dir)
+    pspec = prompt_spec(cfg, dataset.scheme)
+    parts = build_teacher(cfg, spec, dataset.scheme, pspec, eval_splits)
+    base_sha = spec.weights_sha256()
+    template = pspec.template()
+    t = cfg.teacher
+    lora = {
+        "r": t.lora.r,
+        "alpha": t.lora.alpha,
+        "dropout": t.lora.dropout,
+        "target_modules": list(t.lora.target_modules),
+        "train_new_weights": t.lora.train_new_weights,
+    }
+    info = {
+        "teacher": {
+            "model": spec.name,
+            "pretrained": spec.pretrained,
+            "tokenizer": spec.tokenizer,
+            "revision": spec.revision,
+            "weights_sha256": base_sha,
+            "newly_initialised": parts.new_weights,
+            "finetune": t.finetune,
+            "lora": lora if t.finetune == "lora" else None,
+        },
+        "template": {"version": template.version, "mode": template.mode, "sha256": template.sha256},
+        "parameters": parts.module.trainable_counts(),
+    }
+    export = {
+        "spec": spec,
+        "base_sha256": base_sha,
+        "prompt_spec": pspec,
+        "finetune": t.finetune,
+        "lora": lora,
+        "tokenizer": parts.tokenizer,
+        "extra": {"dataset": {"name": dataset.manifest.name, "root": str(data_dir)}},
+    }
+    return RunSetup(
+        datamodule=build_teacher_datamodule(cfg, data_dir, spec, pspec),
+        module=parts.module,
+        info=info,
+        name=f"teacher {spec.name} [{t.mode}]",
+        make_callbacks=lambda run_dir: [TeacherExport(run_dir, export)],
+    )

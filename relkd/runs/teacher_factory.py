@@ -1,0 +1,129 @@
+"""Build the teacher's DataModule and TeacherSFTModule from a composed config (train and eval)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datamodules import QueryItemDataModule
+from datamodules.prompt_store import PromptSpec, special_ids
+from datamodules.tokenizer_info import load_tokenizer
+from lightning_modules.teacher_sft_module import TeacherSFTModule
+from relkd.data.label_scheme import LabelScheme
+from relkd.errors import ConfigError
+from relkd.losses.registry import build_loss
+from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name, resolve_causal_lm
+from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens
+from relkd.prompts.verbalizer import Verbalizer
+
+log = logging.getLogger(__name__)
+
+
+def teacher_spec(cfg: Any, data_dir: Path) -> CausalLMSpec:
+    """Resolve ``teacher.model``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
+    return resolve_causal_lm(cfg.teacher, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
+
+
+def prompt_spec(cfg: Any, scheme: LabelScheme) -> PromptSpec:
+    t = cfg.teacher
+    p, n = t.prompt, t.prompt.neighbors
+    words = Verbalizer(scheme.labels, dict(t.label_words)).words
+    return PromptSpec(
+        mode=t.mode,
+        label_words=words,
+        item_fields=tuple(p.item_fields),
+        max_query_tokens=p.max_query_tokens,
+        max_item_tokens=p.max_item_tokens,
+        max_neighbor_tokens=n.max_tokens,
+        query_neighbors=n.query_k,
+        item_neighbors=n.item_k,
+        min_impressions=n.min_impressions,
+        min_ctr=n.min_ctr,
+        eval_queries=n.eval_queries,
+        cot_source=t.cot.source,
+        cot_file=t.cot.file,
+        labelled_only=True,
+    )
+
+
+def build_teacher_datamodule(
+    cfg: Any, data_dir: Path, spec: CausalLMSpec, pspec: PromptSpec
+) -> QueryItemDataModule:
+    d = cfg.data
+    return QueryItemDataModule(
+        data_dir=data_dir,
+        tokenizer=spec.tokenizer,
+        cache_dir=d.cache_dir,
+        encoding="prompt",
+        prompt_spec=pspec,
+        batch_size=d.batch_size,
+        eval_batch_size=d.eval_batch_size,
+        length_bucketing=d.length_bucketing,
+        num_workers=d.num_workers,
+        seed=cfg.seed,
+    )
+
+
+@dataclass
+class TeacherParts:
+    module: TeacherSFTModule
+    tokenizer: Any
+    new_weights: list[str]
+
+
+def build_teacher(
+    cfg: Any,
+    spec: CausalLMSpec,
+    scheme: LabelScheme,
+    pspec: PromptSpec,
+    eval_splits: tuple[str, ...],
+) -> TeacherParts:
+    """The causal LM (LoRA-wrapped or fully trainable) inside a TeacherSFTModule."""
+    t = cfg.teacher
+    tokenizer = load_tokenizer(spec.tokenizer)
+    lm, new_weights = spec.build(seed=cfg.seed)
+    if t.gradient_checkpointing:
+        lm.gradient_checkpointing_enable()
+    if t.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lm_cfg = LoraConfig(
+            r=t.lora.r,
+            lora_alpha=t.lora.alpha,
+            lora_dropout=t.lora.dropout,
+            target_modules=list(t.lora.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        try:
+            lm = get_peft_model(lm, lm_cfg)
+        except ValueError as exc:
+            raise ConfigError(f"teacher.lora.target_modules: {exc}") from None
+        if t.gradient_checkpointing:
+            lm.enable_input_require_grads()
+        if t.lora.train_new_weights and new_weights:
+            new = set(new_weights)
+            for name, param in lm.named_parameters():
+                if base_param_name(name) in new:
+                    param.requires_grad_(True)
+    ids = special_ids(tokenizer)
+    tokens = TeacherTokens.of(tokenizer, pspec.template(), ids["end_id"], ids["pad_id"])
+    net = CausalLMTeacher(lm, tokens, t.mode, max_new_tokens=t.cot.max_new_tokens)
+    module = TeacherSFTModule(
+        net=net,
+        loss=build_loss(cfg.loss, scheme),
+        scheme=scheme,
+        optim=dict(cfg.optim),
+        eval_splits=eval_splits,
+        new_weights=new_weights,
+        label_words=pspec.label_words,
+        tokenizer=tokenizer,
+        aggregation=t.aggregation,
+        explain_eval=t.cot.explain_eval,
+    )
+    return TeacherParts(module=module, tokenizer=tokenizer, new_weights=new_weights)
+
+
+__all__ = ["build_teacher", "build_teacher_datamodule", "prompt_spec", "teacher_spec"]

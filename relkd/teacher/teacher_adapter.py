@@ -1,0 +1,217 @@
+"""A trained teacher as a portable folder: the adapter, and a manifest naming its base model.
+
+Layout of ``<run>/adapter/``::
+
+    adapter_config.json, adapter_model.safetensors   the peft LoRA adapter (finetune: lora)
+    model/                                           the whole model instead (finetune: full)
+    new_weights.safetensors                          base weights the checkpoint lacked (e.g.
+                                                     MiniLM's LM-head transform), when any
+    tokenizer/                                       the tokenizer the prompts were made with
+    relkd_teacher.json                               the manifest (below), written last
+
+The manifest records the base model (id or path, revision, SHA-256 of its weight files), the
+mode, the prompt template (version, hash and text) and prompt settings, the label words and
+their token ids, the LoRA settings, parameter counts and, for a progressive teacher with
+``aggregation: fitted``, the fitted aggregator. ``load_teacher`` rebuilds the teacher from it and
+refuses a base model whose weights differ from the ones the adapter was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from relkd import __version__
+from relkd.errors import DataError, StaleArtifactError
+from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name
+from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens
+from relkd.teacher.aspect_aggregator import AspectAggregator
+
+MANIFEST = "relkd_teacher.json"
+KIND = "teacher_adapter"
+VERSION = 1
+NEW_WEIGHTS = "new_weights.safetensors"
+
+
+def export_teacher(
+    module: Any,
+    out: str | Path,
+    *,
+    spec: CausalLMSpec,
+    base_sha256: str | None,
+    prompt_spec: Any,
+    finetune: str,
+    lora: dict[str, Any],
+    tokenizer: Any,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``module``'s teacher to ``out`` (staged, then renamed into place; an existing
+    export is replaced only once the new one is complete)."""
+    from safetensors.torch import save_file
+
+    from relkd.nets.kv_decoder import base_model
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        lm = module.net.lm
+        if finetune == "lora":
+            lm.save_pretrained(staging)
+        else:
+            base_model(lm).save_pretrained(staging / "model")
+        new_names: list[str] = []
+        if finetune == "lora" and module.new_weights:
+            tensors = {}
+            for name, param in module.new_parameters():
+                tensors[base_param_name(name)] = param.detach().to("cpu", torch.float32).contiguous()
+            save_file(tensors, str(staging / NEW_WEIGHTS))
+            new_names = sorted(tensors)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging / "tokenizer")
+        template = prompt_spec.template()
+        manifest = {
+            "kind": KIND,
+            "version": VERSION,
+            "relkd_version": __version__,
+            "base": {
+                "name": spec.name,
+                "pretrained": spec.pretrained,
+                "tokenizer": spec.tokenizer,
+                "revision": spec.revision,
+                "trust_remote_code": spec.trust_remote_code,
+                "config_overrides": spec.config_overrides,
+                "weights_sha256": base_sha256,
+            },
+            "finetune": finetune,
+            "lora": lora if finetune == "lora" else None,
+            "new_weights": {"file": NEW_WEIGHTS, "names": new_names} if new_names else None,
+            "mode": template.mode,
+            "template": {
+                "version": template.version,
+                "sha256": template.sha256,
+                "text": template.text(),
+            },
+            "prompt_spec": prompt_spec.to_dict(),
+            "labels": list(module.scheme.labels),
+            "label_words": dict(module.label_words),
+            "verdict_token_ids": list(module.net.tokens.verdict_ids),
+            "max_new_tokens": module.net.max_new_tokens,
+            "aggregation": module.aggregation,
+            "aggregator": None if module.aggregator is None else module.aggregator.to_dict(),
+            "parameters": module.trainable_counts(),
+            **(extra or {}),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()
+            out.replace(old)
+            staging.replace(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.replace(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:
+    path = Path(adapter_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: missing; is {adapter_dir} a relkd teacher adapter folder?")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: corrupt manifest ({exc})") from None
+    if manifest.get("kind") != KIND or manifest.get("version") != VERSION:
+        raise DataError(
+            f"{path}: kind {manifest.get('kind')!r} version {manifest.get('version')!r} is not a "
+            f"{KIND} v{VERSION}"
+        )
+    return manifest
+
+
+@dataclass
+class LoadedTeacher:
+    net: CausalLMTeacher
+    tokenizer: Any
+    manifest: dict[str, Any]
+    prompt_spec: Any
+    aggregator: AspectAggregator | None
+
+
+def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTeacher:
+    """Rebuild an exported teacher (eval mode, CPU). Raises StaleArtifactError when the base
+    model's weight files no longer hash to the recorded SHA-256."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datamodules.prompt_store import PromptSpec, special_ids
+
+    adapter_dir = Path(adapter_dir)
+    manifest = read_manifest(adapter_dir)
+    b = manifest["base"]
+    spec = CausalLMSpec(
+        name=b["name"],
+        tokenizer=b["tokenizer"],
+        pretrained=b["pretrained"],
+        config_overrides=dict(b["config_overrides"]),
+        trust_remote_code=bool(b["trust_remote_code"]),
+        revision=b["revision"],
+    )
+    if verify_base and b["weights_sha256"] is not None:
+        have = spec.weights_sha256()
+        if have != b["weights_sha256"]:
+            raise StaleArtifactError(
+                f"{adapter_dir / MANIFEST}: base model {b['pretrained']!r} weights sha256 "
+                f"{str(have)[:12]} != {b['weights_sha256'][:12]} recorded when the adapter was "
+                "trained; point at the original base model"
+            )
+    tok_dir = adapter_dir / "tokenizer"
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir if tok_dir.is_dir() else spec.tokenizer)
+    if manifest["finetune"] == "full":
+        lm = AutoModelForCausalLM.from_pretrained(
+            adapter_dir / "model", trust_remote_code=spec.trust_remote_code
+        )
+    else:
+        from peft import PeftModel
+
+        base, _ = spec.build()
+        new = manifest.get("new_weights")
+        if new:
+            tensors = load_file(str(adapter_dir / new["file"]))
+            _, unexpected = base.load_state_dict(tensors, strict=False)
+            if unexpected:
+                raise DataError(f"{adapter_dir / new['file']}: unknown weights {unexpected[:3]}")
+        lm = PeftModel.from_pretrained(base, adapter_dir)
+    prompt_spec = PromptSpec(
+        **{
+            **manifest["prompt_spec"],
+            "item_fields": tuple(manifest["prompt_spec"]["item_fields"]),
+        }
+    )
+    template = prompt_spec.template()
+    if template.sha256 != manifest["template"]["sha256"]:
+        raise StaleArtifactError(
+            f"{adapter_dir / MANIFEST}: prompt template {manifest['template']['sha256'][:12]} was "
+            f"used in training, this relkd renders {template.sha256[:12]}"
+        )
+    ids = special_ids(tokenizer)
+    tokens = TeacherTokens.of(tokenizer, template, ids["end_id"], ids["pad_id"])
+    net = CausalLMTeacher(lm, tokens, manifest["mode"], manifest["max_new_tokens"]).eval()
+    agg = manifest.get("aggregator")
+    return LoadedTeacher(
+        net=net,
+        tokenizer=tokenizer,
+        manifest=manifest,
+        prompt_spec=prompt_spec,
+        aggregator=None if agg is None else AspectAggregator.from_dict(agg),
+    )
