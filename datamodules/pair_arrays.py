@@ -42,7 +42,9 @@ class PairArrays:
     ``query_row``/``item_row`` index the queries/items tables; ``label`` is the class index in
     the scheme (-1 = unlabelled); ``split`` and ``bucket`` index SPLITS and BUCKETS; ``aspects``
     is int8 [pairs, 4] into ASPECT_VALUES (-1 missing), or None without aspect_* columns;
-    ``dataset_row`` is each pair's row in ``pairs.parquet``.
+    ``dataset_row`` is each pair's row in ``pairs.parquet``; ``label_dist`` is float32
+    [pairs, K] annotator distributions from the ``label_votes`` column (NaN rows without votes),
+    or None without that column.
     """
 
     pair_id: np.ndarray
@@ -53,6 +55,7 @@ class PairArrays:
     bucket: np.ndarray
     aspects: np.ndarray | None
     dataset_row: np.ndarray
+    label_dist: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pair_id)
@@ -65,8 +68,9 @@ class PairArrays:
         items = dataset.table("items", ["item_id"])
         present = set(pq_column_names(dataset, "pairs"))
         aspect_cols = [f"aspect_{a}" for a in ASPECTS if f"aspect_{a}" in present]
+        votes_col = ["label_votes"] if "label_votes" in present else []
         pairs = dataset.table(
-            "pairs", ["pair_id", "query_id", "item_id", "label", "split", *aspect_cols]
+            "pairs", ["pair_id", "query_id", "item_id", "label", "split", *aspect_cols, *votes_col]
         )
         query_ids = unique_keys(queries.column("query_id"), "queries", "query_id", dataset)
         item_ids = unique_keys(items.column("item_id"), "items", "item_id", dataset)
@@ -105,6 +109,13 @@ class PairArrays:
                     aspects[:, j] = codes(
                         pairs.column(col), ASPECT_VALUES, range(len(ASPECT_VALUES)), path, col, True
                     )
+        label_dist = None
+        if votes_col:
+            from relkd.data.label_votes import votes_to_distribution
+
+            label_dist = votes_to_distribution(
+                pairs.column("label_votes").to_pylist(), scheme, path, pair_id
+            )
         keep = np.flatnonzero(label >= 0) if labelled_only else np.arange(len(pair_id))
         return cls(
             pair_id=pair_id[keep],
@@ -115,6 +126,7 @@ class PairArrays:
             bucket=q_bucket[query_row][keep],
             aspects=None if aspects is None else aspects[keep],
             dataset_row=keep.astype(np.int64),
+            label_dist=None if label_dist is None else label_dist[keep],
         )
 
     def save(self, out: Path) -> None:
@@ -123,6 +135,8 @@ class PairArrays:
             np.save(out / f"{name}.npy", np.ascontiguousarray(getattr(self, name), dtype=dtype))
         if self.aspects is not None:
             np.save(out / "aspects.npy", np.ascontiguousarray(self.aspects, dtype=np.int8))
+        if self.label_dist is not None:
+            np.save(out / "label_dist.npy", np.ascontiguousarray(self.label_dist, np.float32))
 
 
 def unique_keys(col: pa.ChunkedArray, table: str, key: str, dataset: CanonicalDataset) -> pa.Array:

@@ -130,6 +130,8 @@ class PairCollator:
         out["bucket"] = torch.from_numpy(s.view("bucket")[rows].astype(np.int64))
         if s.has_aspects:
             out["aspects"] = torch.from_numpy(s.view("aspects")[rows].astype(np.int64))
+        if s.has_array("label_dist"):
+            out["label_dist"] = torch.from_numpy(s.view("label_dist")[rows].astype(np.float32))
         if self.teacher is not None:
             out.update(self._teacher(rows))
         return out

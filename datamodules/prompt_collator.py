@@ -95,4 +95,6 @@ class PromptCollator:
         }
         if s.has_aspects:
             out["aspects"] = torch.from_numpy(s.view("aspects")[rows].astype(np.int64))
+        if s.has_array("label_dist"):
+            out["label_dist"] = torch.from_numpy(s.view("label_dist")[rows].astype(np.float32))
         return out

@@ -64,6 +64,7 @@ class PromptSpec:
         query_neighbors / item_neighbors: k neighbours per side (0 = that line is left out).
         min_impressions / min_ctr: neighbour confidence thresholds (ProRBP's m and c).
         eval_queries: ``logs`` or ``hidden`` (BehaviorNeighbors).
+        echo_query: repeat the query after the item (PromptTemplate).
         cot_source: ``rules`` (the dataset's aspect facts) or ``jsonl`` (``cot_file``).
         cot_file: JSONL with ``pair_id`` and ``cot`` when ``cot_source`` is jsonl.
         labelled_only: cover the labelled pairs only (training); False adds the unlabelled pool.
@@ -87,6 +88,7 @@ class PromptSpec:
     min_impressions: int = 1
     min_ctr: float = 0.2
     eval_queries: str = "logs"
+    echo_query: bool = False
     cot_source: str = "rules"
     cot_file: str | None = None
     labelled_only: bool = True
@@ -110,6 +112,7 @@ class PromptSpec:
             cot=CotTemplate(dict(self.label_words)),
             query_neighbors=self.query_neighbors > 0,
             item_neighbors=self.item_neighbors > 0,
+            echo_query=self.echo_query,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,7 +262,7 @@ class PromptStore(FingerprintedArtifact):
 # -- build ----------------------------------------------------------------------------------
 
 
-def _cut(tokenizer: Any, texts: Sequence[str], budget: int) -> tuple[list[str], int]:
+def cut_to_tokens(tokenizer: Any, texts: Sequence[str], budget: int) -> tuple[list[str], int]:
     """Cut each text after its ``budget``-th token (at the token's character end); returns the
     texts and how many were cut."""
     out: list[str] = []
@@ -321,10 +324,10 @@ def _build_into(
     renderer = ItemRenderer(spec.item_fields)
     item_cols = renderer.columns(pq_column_names(dataset, "items"))
     items_table = dataset.table("items", ["item_id", *item_cols])
-    q_text, q_cut = _cut(
+    q_text, q_cut = cut_to_tokens(
         tokenizer, [" ".join((t or "").split()) for t in queries], spec.max_query_tokens
     )
-    i_text, i_cut = _cut(
+    i_text, i_cut = cut_to_tokens(
         tokenizer,
         renderer.render_table(items_table, str(dataset.path("items"))),
         spec.max_item_tokens,
@@ -346,10 +349,10 @@ def _build_into(
         titles = dataset.table("items", ["title"]).column("title").to_pylist()
         used_items = sorted({j for row in q_nb for j in row})
         used_queries = sorted({j for row in i_nb for j in row})
-        t_cut, truncated["query_neighbors"] = _cut(
+        t_cut, truncated["query_neighbors"] = cut_to_tokens(
             tokenizer, [" ".join(titles[j].split()) for j in used_items], spec.max_neighbor_tokens
         )
-        n_cut, truncated["item_neighbors"] = _cut(
+        n_cut, truncated["item_neighbors"] = cut_to_tokens(
             tokenizer, [q_text[j] for j in used_queries], spec.max_neighbor_tokens
         )
         title_of = dict(zip(used_items, t_cut, strict=True))

@@ -24,10 +24,45 @@ def exp_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(EXPERIMENTS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(EXPERIMENTS))
+)
 def test_every_experiment_yaml_validates(path: Path) -> None:
     cfg = compose(path)  # no weights, no data: composition and validation only
-    assert cfg.experiment == ("base" if path.name == "base.yaml" else path.stem)
+    if path.parent.name == "teacher":
+        assert cfg.task == "teacher" and cfg.experiment == f"teacher_{path.stem}"
+    else:
+        assert cfg.task == "student"
+        assert cfg.experiment == ("base" if path.name == "base.yaml" else path.stem)
+
+
+def test_gpu_teacher_presets_name_hub_models_without_loading_them() -> None:
+    for name, model in (("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"), ("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct")):
+        cfg = compose(EXPERIMENTS / "teacher" / f"{name}.yaml")
+        assert cfg.teacher.model == model and cfg.teacher.finetune == "lora"
+        assert "q_proj" in cfg.teacher.lora.target_modules and "down_proj" in cfg.teacher.lora.target_modules
+        assert str(cfg.trainer.precision).startswith("bf16") and cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("loss:\n  weights:\n    cot_lm: 1.0\n", "loss.weights", "teacher-only"),
+        ("task: teacher\nloss:\n  weights:\n    cot_lm: 1.0\n", "loss.weights", "classifier has none"),
+        ("task: teacher\nteacher:\n  mode: cot\n", "teacher.mode", "cot_lm a weight"),
+        ("task: teacher\nteacher:\n  aggregation: fitted\n", "teacher.aggregation", "progressive"),
+        ("teacher:\n  mode: oracle\n", "teacher.mode", "not in"),
+        ("teacher:\n  prompt:\n    item_fields: [title, price]\n", "teacher.prompt.item_fields", "price"),
+        ("teacher:\n  prompt:\n    neighbors:\n      min_ctr: 2\n", "min_ctr", "must be in"),
+        ("teacher:\n  prompt:\n    neighbors:\n      eval_queries: future\n", "eval_queries", "not in"),
+        ("teacher:\n  cot:\n    source: jsonl\n", "teacher.cot.source", "needs teacher.cot.file"),
+        ("task: oracle\n", "task", "not in"),
+    ],
+)
+def test_teacher_settings_are_validated(exp_dir: Path, text: str, key: str, message: str) -> None:
+    exp = write(exp_dir / "t.yaml", text)
+    with pytest.raises(ConfigError, match=rf"t\.yaml.*{key}.*{message}"):
+        compose(exp)
 
 
 def test_base_yaml_sets_every_schema_key() -> None:

@@ -86,8 +86,9 @@ class BehaviorNeighbors:
         i = np.asarray(item_row, np.int64)
         key = q * num_items + i
         uniq, inv = np.unique(key, return_inverse=True)
-        imp = np.bincount(inv, weights=np.asarray(impressions, np.float64), minlength=len(uniq))
-        clk = np.bincount(inv, weights=np.asarray(clicks, np.float64), minlength=len(uniq))
+        weights = {"minlength": len(uniq)}
+        imp = np.bincount(inv, np.asarray(impressions, np.float64), **weights).astype(np.float64)
+        clk = np.bincount(inv, np.asarray(clicks, np.float64), **weights).astype(np.float64)
         pq, pi = uniq // num_items, uniq % num_items
         ctr = np.divide(clk, imp, out=np.zeros_like(clk), where=imp > 0)
         keep = (imp >= min_impressions) & (ctr >= min_ctr) & (clk > 0)

@@ -6,6 +6,7 @@ with a ConfigError naming the key and the file (or ``command line``) that set it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,16 +203,31 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
         "mean and fitted aggregate progressive steps; use teacher.mode progressive",
     )
     _check(t.lora.r >= 1, layers, "teacher.lora.r", "must be >= 1")
+    for pattern in t.freeze:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            _check(False, layers, "teacher.freeze", f"{pattern!r} is not a regex ({exc})")
+    _check(
+        not t.freeze or t.finetune == "full",
+        layers,
+        "teacher.freeze",
+        "freezes parameters of full fine-tuning; LoRA already freezes the base",
+    )
     _check(0.0 <= t.lora.dropout < 1.0, layers, "teacher.lora.dropout", "must be in [0, 1)")
     _check(bool(t.lora.target_modules), layers, "teacher.lora.target_modules", "name a module")
     p, n = t.prompt, t.prompt.neighbors
     bad = sorted(set(p.item_fields) - set(ITEM_FIELDS))
-    _check(not bad, layers, "teacher.prompt.item_fields", f"unknown {bad}; known {list(ITEM_FIELDS)}")
+    _check(
+        not bad, layers, "teacher.prompt.item_fields", f"unknown {bad}; known {list(ITEM_FIELDS)}"
+    )
     _check(bool(p.item_fields), layers, "teacher.prompt.item_fields", "name at least one field")
     for key in ("max_query_tokens", "max_item_tokens"):
         _check(p[key] >= 1, layers, f"teacher.prompt.{key}", "must be >= 1")
     _check(n.query_k >= 0 and n.item_k >= 0, layers, "teacher.prompt.neighbors", "k must be >= 0")
-    _check(n.min_impressions >= 1, layers, "teacher.prompt.neighbors.min_impressions", "must be >= 1")
+    _check(
+        n.min_impressions >= 1, layers, "teacher.prompt.neighbors.min_impressions", "must be >= 1"
+    )
     _check(0.0 <= n.min_ctr <= 1.0, layers, "teacher.prompt.neighbors.min_ctr", "must be in [0, 1]")
     _check(
         n.eval_queries in EVAL_QUERY_POLICIES,
@@ -224,8 +240,8 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     _check(
         t.cot.source != "jsonl" or bool(t.cot.file),
         layers,
-        "teacher.cot.file",
-        "required when teacher.cot.source is jsonl",
+        "teacher.cot.source",
+        "jsonl needs teacher.cot.file (the JSONL of pair_id and cot)",
     )
     _check(t.cot.max_new_tokens >= 1, layers, "teacher.cot.max_new_tokens", "must be >= 1")
     if cfg.task == "student":
@@ -245,10 +261,10 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
         "aspect_ce reads CoT aspect slots; teacher.mode classifier has none",
     )
     _check(
-        t.mode not in ("cot",) or "cot_lm" in active,
+        t.mode != "cot" or "cot_lm" in active,
         layers,
-        "loss.weights",
-        "teacher.mode cot is SFT on the CoT: give cot_lm a weight > 0",
+        "teacher.mode",
+        "cot is SFT on the CoT: give loss.weights.cot_lm a weight > 0",
     )
 
 

@@ -125,6 +125,7 @@ class PromptSettings:
     )
     max_query_tokens: int = 32
     max_item_tokens: int = 96
+    echo_query: bool = False  # repeat the query after the item (causal attention sees both ways)
     neighbors: NeighborSettings = field(default_factory=NeighborSettings)
 
 
@@ -154,6 +155,9 @@ class TeacherConfig:
     finetune: str = "lora"  # lora | full
     lora: LoraSettings = field(default_factory=LoraSettings)
     gradient_checkpointing: bool = False
+    # finetune full: regexes (re.search) over base parameter names to keep frozen, e.g. the
+    # embeddings and the lowest layers; backward then stops below the first trainable layer
+    freeze: list[str] = field(default_factory=list)
     label_words: dict[str, str] = field(default_factory=dict)  # label -> word; default lower-case
     prompt: PromptSettings = field(default_factory=PromptSettings)
     cot: CotSettings = field(default_factory=CotSettings)

@@ -120,6 +120,13 @@ PAIRS = TableSchema(
             nullable=True,
             doc="synthetic only: the rule label before annotator noise",
         ),
+        Column(
+            "label_votes",
+            pa.string(),
+            required=False,
+            nullable=True,
+            doc='annotator votes as JSON {label: count}, e.g. {"Exact": 2, "Substitute": 1}',
+        ),
     ),
 )
 

@@ -60,6 +60,7 @@ _CHECKED_COLUMNS: dict[str, tuple[str, ...]] = {
         "label",
         "split",
         "clean_label",
+        "label_votes",
         *(f"aspect_{a}" for a in ASPECTS),
     ),
     "behavior": ("query_id", "item_id", "impressions", "clicks", "position"),
@@ -323,6 +324,7 @@ class _Validator:
         if scheme is not None:
             for column in ("label", "clean_label"):
                 self.check_labels(column, scheme)
+            self.check_votes(scheme)
         self.check_unlabelled_split()
         self.check_leakage()
         for aspect in ASPECTS:
@@ -371,6 +373,20 @@ class _Validator:
             spelled = ", ".join(f"{a!r} is an alias of {scheme.aliases[a]!r}" for a in aliases)
             message += f" ({spelled}; a stored dataset must use the canonical names)"
         self.col_problem("pairs", column, message)
+
+    def check_votes(self, scheme: LabelScheme) -> None:
+        if not self.has("pairs", "label_votes"):
+            return
+        from relkd.data.label_votes import votes_to_distribution
+
+        pairs = self.tables["pairs"]
+        ids = pairs.column("pair_id").to_pylist() if self.has("pairs", "pair_id") else None
+        try:
+            votes_to_distribution(
+                pairs.column("label_votes").to_pylist(), scheme, "pairs.parquet", ids
+            )
+        except DataError as exc:
+            self.problem("pairs.parquet", str(exc).split(": ", 1)[1])
 
     def check_unlabelled_split(self) -> None:
         if not (self.has("pairs", "label") and self.has("pairs", "split")):

@@ -31,9 +31,15 @@ class SoftTargetCE(nn.Module):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError("label_smoothing must be in [0, 1)")
-        table = torch.eye(num_labels) if target_map is None else torch.tensor(target_map, dtype=torch.float32)
+        table = (
+            torch.eye(num_labels)
+            if target_map is None
+            else torch.tensor(target_map, dtype=torch.float32)
+        )
         if table.shape != (num_labels, num_labels):
-            raise ValueError(f"target_map must be {num_labels}x{num_labels}, got {tuple(table.shape)}")
+            raise ValueError(
+                f"target_map must be {num_labels}x{num_labels}, got {tuple(table.shape)}"
+            )
         if (table < 0).any() or not torch.allclose(table.sum(1), torch.ones(num_labels)):
             raise ValueError("target_map rows must be probability distributions")
         self.label_smoothing = float(label_smoothing)

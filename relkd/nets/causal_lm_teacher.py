@@ -59,7 +59,9 @@ class TeacherTokens:
     pad_id: int = 0
 
     @classmethod
-    def of(cls, tokenizer: Any, template: PromptTemplate, end_id: int, pad_id: int) -> TeacherTokens:
+    def of(
+        cls, tokenizer: Any, template: PromptTemplate, end_id: int, pad_id: int
+    ) -> TeacherTokens:
         words = [template.cot.label_words[label] for label in template.cot.label_words]
         verdict_ids = [first_token(tokenizer, w) for w in words]
         option_words = [ASPECT_WORDS[v] for v in ASPECT_VALUES]
@@ -107,7 +109,11 @@ def _segments(tokenizer: Any, template: PromptTemplate) -> tuple[list[list[int]]
         prev = 0
         for slot in COT_SLOTS:
             begin = starts[slot] - 1  # the value's leading space
-            word = ASPECT_WORDS[aspects[slot]] if slot != VERDICT else template.cot.label_words[verdict]
+            word = (
+                ASPECT_WORDS[aspects[slot]]
+                if slot != VERDICT
+                else template.cot.label_words[verdict]
+            )
             scaffold = _ids(tokenizer, text[prev:begin])
             value = _ids(tokenizer, text[begin : starts[slot] + len(word)])
             pieces.append(scaffold)
@@ -160,6 +166,7 @@ class CausalLMTeacher(nn.Module):
         self.register_buffer("verdict_ids", torch.tensor(tokens.verdict_ids), persistent=False)
         self.register_buffer("option_ids", torch.tensor(tokens.option_ids), persistent=False)
         self._params: set[str] | None = None
+        self.train()  # from_pretrained returns eval mode; Lightning keeps the modes it finds
 
     @property
     def lm_params(self) -> set[str]:
@@ -197,9 +204,11 @@ class CausalLMTeacher(nn.Module):
         out: dict[str, torch.Tensor] = {}
         v_slot = slot_index[:, VERDICT_SLOT]
         v_ok = v_slot > 0
-        out["logits"] = torch.where(
-            v_ok[:, None], at((v_slot - 1).clamp_min(0))[:, self.verdict_ids], 0.0
-        ) if bool(v_ok.any()) else torch.zeros(b, len(self.tokens.verdict_ids), device=device)
+        out["logits"] = (
+            torch.where(v_ok[:, None], at((v_slot - 1).clamp_min(0))[:, self.verdict_ids], 0.0)
+            if bool(v_ok.any())
+            else torch.zeros(b, len(self.tokens.verdict_ids), device=device)
+        )
         out["verdict_mask"] = v_ok
         if self.mode in ("cot", "multitask", "progressive"):
             a_ok = has_slot[:, :NUM_ASPECTS]
@@ -234,12 +243,12 @@ class CausalLMTeacher(nn.Module):
             choice = logits.argmax(-1)
             heads = [t.verdict_seqs[c] for c in choice.tolist()]
             dec.append_rows(heads)
-            res = dec.greedy(self.max_new_tokens, t.end_id)
+            res = dec.generate(self.max_new_tokens, t.end_id)
             text = [h + g for h, g in zip(heads, res.tokens.tolist(), strict=True)]
             return Prediction(logits=logits, generated=text)
         dec = KVDecoder(self.lm, ids, mask, t.pad_id)
         if self.mode == "cot":
-            res = dec.greedy(self.max_new_tokens, t.end_id, t.verdict_cue, t.verdict_ids)
+            res = dec.generate(self.max_new_tokens, t.end_id, t.verdict_cue, t.verdict_ids)
             assert res.watched is not None and res.watched_logits is not None
             logits = res.watched_logits
             if not bool(res.watched.all()):  # the CoT never reached its verdict cue: ask for it
@@ -247,7 +256,9 @@ class CausalLMTeacher(nn.Module):
                 cue = [t.verdict_cue if m else [] for m in missing.tolist()]
                 forced = dec.append_rows(cue)[:, self.verdict_ids]
                 logits = torch.where(missing[:, None], forced, logits)
-            return Prediction(logits=logits, generated=res.tokens.tolist(), verdict_found=res.watched)
+            return Prediction(
+                logits=logits, generated=res.tokens.tolist(), verdict_found=res.watched
+            )
         # progressive: one step per aspect, then the verdict
         aspect = torch.zeros(ids.shape[0], NUM_ASPECTS, len(t.option_ids), device=ids.device)
         generated: list[list[int]] = [[] for _ in range(ids.shape[0])]

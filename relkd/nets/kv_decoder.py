@@ -96,9 +96,7 @@ class KVDecoder:
         ids = input_ids.gather(1, idx)
         mask = attention_mask.gather(1, idx)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
-        logits, self.cache = call_lm(
-            lm, ids, mask, pos, use_cache=True, keep=1, params=self.params
-        )
+        logits, self.cache = call_lm(lm, ids, mask, pos, use_cache=True, keep=1, params=self.params)
         self.logits = logits[:, -1].float()
         self.mask = mask
         self.next_pos = lengths.clone()
@@ -134,14 +132,29 @@ class KVDecoder:
                 cmask[b, : len(seq)] = 1
         return self.append(chunk, cmask)
 
-    def greedy(
+    def pick(
+        self,
+        logits: torch.Tensor,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Argmax (temperature 0) or a sample from softmax(logits / temperature), per row."""
+        if temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    def generate(
         self,
         max_new_tokens: int,
         end_id: int,
         watch_prefix: Sequence[int] = (),
         watch_ids: Sequence[int] = (),
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> GreedyResult:
-        """Greedy decoding until every row has produced ``end_id`` or the budget is spent.
+        """Decode until every row has produced ``end_id`` or the budget is spent: greedy, or
+        sampled at ``temperature`` with ``generator``.
 
         With ``watch_prefix``/``watch_ids`` (a CoT's verdict cue and the label tokens): the first
         time a row's output ends with the prefix, its logits over ``watch_ids`` are recorded and
@@ -156,14 +169,14 @@ class KVDecoder:
         watched = torch.zeros(b, dtype=torch.bool, device=device) if len(ids) else None
         watched_logits = torch.zeros(b, len(ids), device=device) if len(ids) else None
         for _ in range(max_new_tokens):
-            nxt = self.logits.argmax(-1)
+            nxt = self.pick(self.logits, temperature, generator)
             if watched is not None and len(prefix) and len(out) >= len(prefix):
                 tail = torch.stack(out[-len(prefix) :], dim=1)
                 fire = (tail == prefix).all(1) & ~watched & ~done
                 if fire.any():
                     restricted = self.logits[:, ids]
                     watched_logits[fire] = restricted[fire]
-                    nxt = torch.where(fire, ids[restricted.argmax(-1)], nxt)
+                    nxt = torch.where(fire, ids[self.pick(restricted, temperature, generator)], nxt)
                     watched |= fire
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             out.append(nxt)

@@ -6,6 +6,7 @@ Prompt (every mode; the neighbour lines only when behaviour neighbours are on)::
     item: {item text}
     clicked for this query: {item title}; {item title}
     this item was clicked for: {query}; {query}
+    query: {query}           (again, with ``echo_query``)
     relevance:
 
 Response, by mode (``{v}`` is the verdict word, the CoT is CotTemplate's text):
@@ -16,6 +17,10 @@ Response, by mode (``{v}`` is the verdict word, the CoT is CotTemplate's text):
 - ``cot``: `` category: ... attributes: .... verdict: {v}.``: reasoning first (ELLM-rele);
 - ``progressive``: the same text as ``cot``, but trained and decoded one aspect step at a time
   (ProRBP): each step's answer is a choice among its options, seeing the earlier answers.
+
+``echo_query`` repeats the query after the item: in a causal LM the first copy cannot attend to
+the item, the second can, so every query term can look for its match in the item text (the
+repetition trick for causal encoders).
 
 Changing any fixed text here, or the CoT format, changes ``sha256``; stores, adapters and
 teacher caches record it, so an artifact made with another template is refused.
@@ -47,6 +52,7 @@ class PromptTemplate:
     cot: CotTemplate
     query_neighbors: bool = False
     item_neighbors: bool = False
+    echo_query: bool = False
     version: str = TEMPLATE_VERSION
 
     def __post_init__(self) -> None:
@@ -78,6 +84,8 @@ class PromptTemplate:
             lines.append(
                 ITEM_NEIGHBORS_LINE + (NEIGHBOR_SEPARATOR.join(item_neighbors) or NO_NEIGHBORS)
             )
+        if self.echo_query:
+            lines.append(f"query: {query}")
         lines.append(ANSWER_CUE)
         return "\n".join(lines)
 
@@ -116,6 +124,7 @@ class PromptTemplate:
                 f"mode={self.mode}",
                 f"query_neighbors={self.query_neighbors}",
                 f"item_neighbors={self.item_neighbors}",
+                f"echo_query={self.echo_query}",
                 self.prompt("{query}", "{item}", ["{n}"], ["{q}"]),
                 f"explanation_cue={EXPLANATION_CUE!r}",
                 self.cot.text(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def prompt_spec(cfg: Any, scheme: LabelScheme) -> PromptSpec:
         min_impressions=n.min_impressions,
         min_ctr=n.min_ctr,
         eval_queries=n.eval_queries,
+        echo_query=p.echo_query,
         cot_source=t.cot.source,
         cot_file=t.cot.file,
         labelled_only=True,
@@ -108,6 +110,15 @@ def build_teacher(
             for name, param in lm.named_parameters():
                 if base_param_name(name) in new:
                     param.requires_grad_(True)
+    elif t.freeze:
+        patterns = [re.compile(p) for p in t.freeze]
+        frozen = [n for n, p in lm.named_parameters() if any(r.search(n) for r in patterns)]
+        if not frozen:
+            raise ConfigError(f"teacher.freeze: {list(t.freeze)} match no parameter of {spec.name}")
+        for name, param in lm.named_parameters():
+            if name in frozen:
+                param.requires_grad_(False)
+        log.info("teacher: %d parameter tensors frozen by teacher.freeze", len(frozen))
     ids = special_ids(tokenizer)
     tokens = TeacherTokens.of(tokenizer, pspec.template(), ids["end_id"], ids["pad_id"])
     net = CausalLMTeacher(lm, tokens, t.mode, max_new_tokens=t.cot.max_new_tokens)

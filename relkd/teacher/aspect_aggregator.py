@@ -33,7 +33,9 @@ def step_features(verdict_logits: np.ndarray, aspect_logits: np.ndarray) -> np.n
     ).astype(np.float64)
 
 
-def mean_score(verdict_probs: np.ndarray, aspect_logits: np.ndarray, gains: np.ndarray) -> np.ndarray:
+def mean_score(
+    verdict_probs: np.ndarray, aspect_logits: np.ndarray, gains: np.ndarray
+) -> np.ndarray:
     """Mean of the aspect steps' 1 - P(mismatch) and the verdict's scaled expected gain."""
     aspect = 1.0 - np.exp(_log_softmax(aspect_logits))[..., MISMATCH]  # (N, A)
     verdict = verdict_probs @ gains / max(float(gains.max()), 1e-12)

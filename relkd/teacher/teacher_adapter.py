@@ -70,7 +70,9 @@ def export_teacher(
         if finetune == "lora" and module.new_weights:
             tensors = {}
             for name, param in module.new_parameters():
-                tensors[base_param_name(name)] = param.detach().to("cpu", torch.float32).contiguous()
+                tensors[base_param_name(name)] = (
+                    param.detach().to("cpu", torch.float32).contiguous()
+                )
             save_file(tensors, str(staging / NEW_WEIGHTS))
             new_names = sorted(tensors)
         if tokenizer is not None:
@@ -192,10 +194,13 @@ def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTea
             if unexpected:
                 raise DataError(f"{adapter_dir / new['file']}: unknown weights {unexpected[:3]}")
         lm = PeftModel.from_pretrained(base, adapter_dir)
+    saved = manifest["prompt_spec"]
     prompt_spec = PromptSpec(
         **{
-            **manifest["prompt_spec"],
-            "item_fields": tuple(manifest["prompt_spec"]["item_fields"]),
+            **saved,
+            "item_fields": tuple(saved["item_fields"]),
+            # JSON sorted the keys; label order is the scheme's (it orders the verdict tokens)
+            "label_words": {label: saved["label_words"][label] for label in manifest["labels"]},
         }
     )
     template = prompt_spec.template()

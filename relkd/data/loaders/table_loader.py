@@ -63,6 +63,24 @@ PAIR_EXTRA_KNOWN = (*(f"aspect_{a}" for a in ASPECTS), "clean_label")
 SPLIT_ALIASES = {"validation": "val", "valid": "val", "dev": "val"}
 
 
+def _label_votes(table: pa.Table, path: Path, scheme: Any, pair_id: pa.Array) -> pa.Array:
+    """``label_votes`` as JSON-object strings ({label: count}); objects in JSON Lines or Parquet
+    structs are serialised. Malformed votes name the file, the column and the pair."""
+    from relkd.data.label_votes import votes_to_distribution
+
+    col = table.column("label_votes")
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        values = blank_to_null(col, path, "label_votes").to_pylist()
+    else:
+        # a struct column has every row's keys; keys a row did not give are null there
+        values = [
+            None if v is None else json.dumps({k: c for k, c in dict(v).items() if c is not None})
+            for v in col.to_pylist()
+        ]
+    votes_to_distribution(values, scheme, path, pair_id.to_pylist())
+    return pa.array(values, pa.string())
+
+
 def _attributes(table: pa.Table, path: Path) -> pa.Array:
     """``attributes`` as JSON-object strings: nested values (JSON Lines objects, Parquet
     structs/maps) are serialised; strings must already be JSON objects."""
@@ -440,6 +458,8 @@ def import_table(
     for col in PAIR_EXTRA_KNOWN:
         if col in pr.column_names:
             p_cols[col] = blank_to_null(pr.column(col), pairs_path, col)
+    if "label_votes" in pr.column_names:
+        p_cols["label_votes"] = _label_votes(pr, pairs_path, label_scheme, pair_id)
     ignored = [c for c in pr.column_names if c not in p_cols and c != "query"]
     if ignored:
         stats["pairs_columns_ignored"] = ignored

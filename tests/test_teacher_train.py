@@ -1,0 +1,138 @@
+"""`relkd teacher train` end to end on a tiny teacher: the run folder, TensorBoard, the adapter,
+`relkd eval` on a teacher run, the CoT modes, and the task guard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_modules.relevance_module import flatten_metrics
+from relkd.cli import main
+from tests.conftest import REPO
+
+TEACHER = REPO / "experiments" / "teacher"
+
+
+def tiny_teacher(tmp: Path, data_root: Path, **extra: object) -> list[str]:
+    values: dict[str, object] = {
+        "output_dir": tmp / "runs",
+        "data.dataset_root": data_root / "datasets",
+        "data.cache_dir": data_root / "tokenized",
+        "data.synthetic.pairs": 1200,
+        "data.batch_size": 16,
+        "data.eval_batch_size": 64,
+        "teacher.model": "tiny-causal",
+        "teacher.tiny.hidden_size": 32,
+        "teacher.tiny.layers": 1,
+        "teacher.lora.train_new_weights": False,  # the random base stays frozen; LoRA trains
+        "teacher.prompt.max_item_tokens": 32,
+        "teacher.cot.max_new_tokens": 24,
+        "optim.lr": 3e-3,
+        "optim.head_lr": 3e-3,
+        "trainer.max_epochs": 1,
+        "trainer.accelerator": "cpu",
+        "trainer.enable_progress_bar": False,
+        "trainer.log_every_n_steps": 1,
+        "trainer.limit_val_batches": "null",
+        "eval.bm25_baseline": False,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def run_teacher(tmp: Path, data_root: Path, preset: str = "embedded", **extra: object) -> Path:
+    assert main(["teacher", "train", str(TEACHER / f"{preset}.yaml"), *tiny_teacher(tmp, data_root, **extra)]) == 0
+    runs = sorted((tmp / "runs").glob("*/version_*"))
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> Path:
+    return run_teacher(tmp_path_factory.mktemp("teacher_cls"), shared_data_root)
+
+
+def test_run_folder_contents(classifier_run: Path) -> None:
+    run = classifier_run
+    assert run.parent.name == "teacher_embedded"
+    for name in (
+        "config.yaml",
+        "run_info.json",
+        "metrics.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "predictions/test.parquet",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/relkd_teacher.json",
+        "adapter/new_weights.safetensors",  # a config-built base is all new: saved with the adapter
+        "adapter/tokenizer/tokenizer.json",
+    ):
+        assert (run / name).is_file(), name
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["task"] == "teacher" and info["teacher"]["model"] == "tiny-causal"
+    assert info["parameters"]["trainable"] < info["parameters"]["total"]
+    assert info["prompt_store"]["truncated"]["item"] > 0  # the 32-token item budget cut some
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        overall = metrics[split]["overall"]
+        for key in ("ndcg@10", "auc", "class_accuracy", "class_ece"):
+            assert overall[key] is not None, key
+        assert set(metrics[split]["buckets"]) <= {"head", "torso", "tail"}
+    manifest = json.loads((run / "adapter" / "relkd_teacher.json").read_text())
+    assert manifest["mode"] == "classifier" and manifest["template"]["sha256"] == info["template"]["sha256"]
+    assert manifest["base"]["name"] == "tiny-causal" and manifest["finetune"] == "lora"
+
+
+def test_tensorboard_has_every_loss_term_and_metric(classifier_run: Path) -> None:
+    acc = EventAccumulator(str(classifier_run), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/loss/soft_target_ce", "test/class_ece", "test/ndcg@10"} <= tags
+    metrics = json.loads((classifier_run / "metrics.json").read_text())
+    for tag, value in flatten_metrics("test", metrics["test"]).items():
+        assert acc.Scalars(tag)[-1].value == pytest.approx(value, rel=1e-5, abs=1e-6), tag
+
+
+def test_eval_reproduces_a_teacher_run(classifier_run: Path, capsys) -> None:
+    assert main(["eval", str(classifier_run), "--split", "test"]) == 0
+    out = json.loads(next((classifier_run / "eval").glob("*/metrics.json")).read_text())
+    want = json.loads((classifier_run / "metrics.json").read_text())["test"]["overall"]
+    for key in ("ndcg@10", "auc", "class_accuracy"):
+        assert out["test"]["overall"][key] == pytest.approx(want[key], abs=1e-6), key
+    assert "teacher tiny-causal [classifier]" in capsys.readouterr().out
+
+
+def test_train_and_teacher_train_refuse_each_others_task(tmp_path: Path, capsys) -> None:
+    assert main(["train", str(TEACHER / "embedded.yaml")]) == 2
+    assert "relkd teacher train" in capsys.readouterr().err
+    assert main(["teacher", "train", str(REPO / "experiments" / "quickstart.yaml")]) == 2
+    assert "task is 'student'" in capsys.readouterr().err
+
+
+def test_cot_teacher_reports_parse_rate_and_aspect_accuracy(tmp_path, shared_data_root) -> None:
+    run = run_teacher(tmp_path, shared_data_root, preset="cot")
+    metrics = json.loads((run / "metrics.json").read_text())
+    cot = metrics["test"]["cot"]
+    assert 0.0 <= cot["parse_rate"] <= 1.0 and "verdict_cue_rate" in cot
+    assert set(cot["aspect_accuracy"]) == {"category", "brand", "model", "attributes"}
+    preds = pq.read_table(run / "predictions" / "test.parquet")
+    assert {"cot", "aspect_pred"} <= set(preds.column_names)
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert {"train/loss/cot_lm", "test/cot/parse_rate"} <= set(acc.Tags()["scalars"])
+
+
+def test_progressive_teacher_with_neighbours_and_fitted_aggregation(tmp_path, shared_data_root) -> None:
+    run = run_teacher(tmp_path, shared_data_root, preset="prorbp", **{"teacher.aggregation": "fitted"})
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["cot"]["parse_rate"] == 1.0  # guided steps always parse
+    assert metrics["test"]["cot"]["aggregation"] == "fitted on val"
+    manifest = json.loads((run / "adapter" / "relkd_teacher.json").read_text())
+    assert manifest["aggregator"]["kind"] == "multinomial_logistic"
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["prompt_store"]["neighbors"]["train"]["pairs_with_query_neighbors"] > 0
