@@ -1,6 +1,9 @@
-"""Lightning data modules: the shared QueryItemDataModule and the teacher cache it joins."""
+"""Lightning data modules: the shared QueryItemDataModule, its tokenized and prompt stores, and the
+teacher cache it joins."""
 
 from datamodules.pair_collator import PairCollator
+from datamodules.prompt_collator import PromptCollator
+from datamodules.prompt_store import PromptSpec, PromptStore
 from datamodules.query_item_datamodule import QueryItemDataModule, SplitFrame
 from datamodules.samplers import (
     LengthBucketBatchSampler,
@@ -13,6 +16,9 @@ from datamodules.tokenized_store import TokenizedStore
 __all__ = [
     "LengthBucketBatchSampler",
     "PairCollator",
+    "PromptCollator",
+    "PromptSpec",
+    "PromptStore",
     "QueryGroupedBatchSampler",
     "QueryItemDataModule",
     "SequentialBatchSampler",

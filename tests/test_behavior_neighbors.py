@@ -64,7 +64,13 @@ def test_bad_thresholds() -> None:
 
 
 def _dataset(root: Path, with_behavior: bool = True) -> CanonicalDataset:
-    queries = pa.table({"query_id": ["qa", "qb", "qc"], "text": ["a", "b", "c"], "bucket": ["head", "torso", "tail"]})
+    queries = pa.table(
+        {
+            "query_id": ["qa", "qb", "qc"],
+            "text": ["a", "b", "c"],
+            "bucket": ["head", "torso", "tail"],
+        }
+    )
     items = pa.table({"item_id": ["i0", "i1", "i2"], "title": ["x", "y", "z"]})
     pairs = pa.table(
         {
@@ -85,7 +91,9 @@ def _dataset(root: Path, with_behavior: bool = True) -> CanonicalDataset:
                 "clicks": pa.array([1, 1, 1, 1], pa.int64()),
             }
         )
-    return CanonicalDataset.write(root, tables, name="tiny", label_scheme="esci", source={"kind": "test"})
+    return CanonicalDataset.write(
+        root, tables, name="tiny", label_scheme="esci", source={"kind": "test"}
+    )
 
 
 def test_from_dataset_and_the_eval_query_policy(tmp_path: Path) -> None:
@@ -113,6 +121,8 @@ def test_unknown_ids_in_the_log_name_the_file(tmp_path: Path) -> None:
     ds = _dataset(tmp_path / "ds")
     bad = ds.table("behavior").set_column(1, "item_id", pa.array(["i0", "i0", "i9", "i1"]))
     tables = {n: ds.table(n) for n in ("items", "queries", "pairs")} | {"behavior": bad}
-    ds2 = CanonicalDataset.write(tmp_path / "ds2", tables, name="tiny", label_scheme="esci", source={})
+    ds2 = CanonicalDataset.write(
+        tmp_path / "ds2", tables, name="tiny", label_scheme="esci", source={}
+    )
     with pytest.raises(DataError, match=r"behavior\.parquet: column item_id has 1 value"):
         BehaviorNeighbors.from_dataset(ds2)

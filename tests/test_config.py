@@ -37,10 +37,16 @@ def test_every_experiment_yaml_validates(path: Path) -> None:
 
 
 def test_gpu_teacher_presets_name_hub_models_without_loading_them() -> None:
-    for name, model in (("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"), ("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct")):
+    for name, model in (
+        ("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
+        ("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct"),
+    ):
         cfg = compose(EXPERIMENTS / "teacher" / f"{name}.yaml")
         assert cfg.teacher.model == model and cfg.teacher.finetune == "lora"
-        assert "q_proj" in cfg.teacher.lora.target_modules and "down_proj" in cfg.teacher.lora.target_modules
+        assert (
+            "q_proj" in cfg.teacher.lora.target_modules
+            and "down_proj" in cfg.teacher.lora.target_modules
+        )
         assert str(cfg.trainer.precision).startswith("bf16") and cfg.trainer.accelerator == "gpu"
 
 
@@ -48,13 +54,25 @@ def test_gpu_teacher_presets_name_hub_models_without_loading_them() -> None:
     ("text", "key", "message"),
     [
         ("loss:\n  weights:\n    cot_lm: 1.0\n", "loss.weights", "teacher-only"),
-        ("task: teacher\nloss:\n  weights:\n    cot_lm: 1.0\n", "loss.weights", "classifier has none"),
+        (
+            "task: teacher\nloss:\n  weights:\n    cot_lm: 1.0\n",
+            "loss.weights",
+            "classifier has none",
+        ),
         ("task: teacher\nteacher:\n  mode: cot\n", "teacher.mode", "cot_lm a weight"),
         ("task: teacher\nteacher:\n  aggregation: fitted\n", "teacher.aggregation", "progressive"),
         ("teacher:\n  mode: oracle\n", "teacher.mode", "not in"),
-        ("teacher:\n  prompt:\n    item_fields: [title, price]\n", "teacher.prompt.item_fields", "price"),
+        (
+            "teacher:\n  prompt:\n    item_fields: [title, price]\n",
+            "teacher.prompt.item_fields",
+            "price",
+        ),
         ("teacher:\n  prompt:\n    neighbors:\n      min_ctr: 2\n", "min_ctr", "must be in"),
-        ("teacher:\n  prompt:\n    neighbors:\n      eval_queries: future\n", "eval_queries", "not in"),
+        (
+            "teacher:\n  prompt:\n    neighbors:\n      eval_queries: future\n",
+            "eval_queries",
+            "not in",
+        ),
         ("teacher:\n  cot:\n    source: jsonl\n", "teacher.cot.source", "needs teacher.cot.file"),
         ("task: oracle\n", "task", "not in"),
     ],

@@ -13,7 +13,12 @@ from relkd.prompts import parse_cot
 from relkd.teacher.cot_writer import majority
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
-WORDS = {"Exact": "exact", "Substitute": "substitute", "Complement": "complement", "Irrelevant": "irrelevant"}
+WORDS = {
+    "Exact": "exact",
+    "Substitute": "substitute",
+    "Complement": "complement",
+    "Irrelevant": "irrelevant",
+}
 
 
 def cot(verdict: str, brand: str = "match") -> str:
@@ -21,7 +26,13 @@ def cot(verdict: str, brand: str = "match") -> str:
 
 
 def test_majority_keeps_a_consistent_cot() -> None:
-    samples = [cot("exact"), "garbage", cot("substitute", "mismatch"), cot("substitute"), cot("exact", "not stated")]
+    samples = [
+        cot("exact"),
+        "garbage",
+        cot("substitute", "mismatch"),
+        cot("substitute"),
+        cot("exact", "not stated"),
+    ]
     parsed = [parse_cot(s, WORDS) for s in samples]
     verdict, index = majority(parsed)
     # exact and substitute tie at 2: the verdict seen first wins, and its first sample is kept
@@ -40,7 +51,12 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, is_decoder=True
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        is_decoder=True,
     )
     BertLMHeadModel(config).save_pretrained(out)
     tok.save_pretrained(out)
@@ -56,7 +72,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write(tmp: Path, tiny_lm: Path, data_dir: Path, decoding: str, *extra: str) -> tuple[int, Path]:
     out = tmp / f"cot_{decoding}.jsonl"
-    args = ["teacher", "write-cot", "--model", str(tiny_lm), "--data", str(data_dir), "--out", str(out)]
+    args = [
+        "teacher",
+        "write-cot",
+        "--model",
+        str(tiny_lm),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     args += ["--samples", "3", "--decoding", decoding, "--max-new-tokens", "12", *extra]
     return main(args), out
 

@@ -20,7 +20,9 @@ from tests.datamodule_fixtures import make_dataset, minilm_path
 
 
 def test_votes_become_distributions() -> None:
-    dist = votes_to_distribution(['{"Exact": 2, "S": 1}', None, '{"Irrelevant": 4}'], ESCI, "p.parquet")
+    dist = votes_to_distribution(
+        ['{"Exact": 2, "S": 1}', None, '{"Irrelevant": 4}'], ESCI, "p.parquet"
+    )
     np.testing.assert_allclose(dist[0], [2 / 3, 1 / 3, 0, 0])
     assert np.isnan(dist[1]).all()
     np.testing.assert_allclose(dist[2], [0, 0, 0, 1])
@@ -44,9 +46,14 @@ def test_bad_votes_name_file_column_and_pair(value: str, message: str) -> None:
 def _with_votes(tmp_path: Path, votes: list[str | None]) -> Path:
     src = make_dataset(tmp_path / "src", n_queries=6, items_per_query=4)
     pairs = src.table("pairs")
-    pairs = pairs.append_column("label_votes", pa.array(votes[: pairs.num_rows] + [None] * (pairs.num_rows - len(votes)), pa.string()))
+    pairs = pairs.append_column(
+        "label_votes",
+        pa.array(votes[: pairs.num_rows] + [None] * (pairs.num_rows - len(votes)), pa.string()),
+    )
     tables = {n: src.table(n) for n in ("items", "queries")} | {"pairs": pairs}
-    CanonicalDataset.write(tmp_path / "ds", tables, name="tiny", label_scheme="esci", source={"kind": "test"})
+    CanonicalDataset.write(
+        tmp_path / "ds", tables, name="tiny", label_scheme="esci", source={"kind": "test"}
+    )
     return tmp_path / "ds"
 
 
@@ -61,9 +68,18 @@ def test_validator_reports_bad_votes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("encoding", ["cross", "prompt"])
 def test_batches_carry_the_vote_distribution(tmp_path: Path, encoding: str) -> None:
     root = _with_votes(tmp_path, [json.dumps({"Exact": 3, "Complement": 1})])
-    spec = PromptSpec(label_words={label: label.lower() for label in ESCI.labels}) if encoding == "prompt" else None
+    spec = (
+        PromptSpec(label_words={label: label.lower() for label in ESCI.labels})
+        if encoding == "prompt"
+        else None
+    )
     dm = QueryItemDataModule(
-        root, minilm_path(), cache_dir=tmp_path / "cache", encoding=encoding, prompt_spec=spec, batch_size=64
+        root,
+        minilm_path(),
+        cache_dir=tmp_path / "cache",
+        encoding=encoding,
+        prompt_spec=spec,
+        batch_size=64,
     )
     dm.prepare_data()
     dm.setup()
@@ -83,7 +99,9 @@ def test_table_import_keeps_and_checks_votes(tmp_path: Path) -> None:
     from relkd.data.loaders import import_table
 
     items = tmp_path / "items.jsonl"
-    items.write_text('{"item_id": "i1", "title": "oak desk"}\n{"item_id": "i2", "title": "red lamp"}\n')
+    items.write_text(
+        '{"item_id": "i1", "title": "oak desk"}\n{"item_id": "i2", "title": "red lamp"}\n'
+    )
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
         '{"query_id": "q1", "item_id": "i1", "label": "E", "query": "desk", "label_votes": {"Exact": 2, "S": 1}}\n'
@@ -93,8 +111,15 @@ def test_table_import_keeps_and_checks_votes(tmp_path: Path) -> None:
     ds = import_table(pairs, items, tmp_path / "out", scheme="esci")
     table = ds.table("pairs", ["query_id", "item_id", "label_votes"]).to_pylist()
     votes = {(r["query_id"], r["item_id"]): r["label_votes"] for r in table}
-    assert json.loads(votes["q1", "i1"]) == {"Exact": 2, "S": 1}  # keys another row had are not added
+    assert json.loads(votes["q1", "i1"]) == {
+        "Exact": 2,
+        "S": 1,
+    }  # keys another row had are not added
     assert json.loads(votes["q1", "i2"]) == {"Irrelevant": 3} and votes["q2", "i2"] is None
-    pairs.write_text('{"query_id": "q1", "item_id": "i1", "label": "E", "query": "desk", "label_votes": {"Great": 1}}\n')
-    with pytest.raises(DataError, match=r"pairs\.jsonl: column label_votes, pair_id \d+: unknown label 'Great'"):
+    pairs.write_text(
+        '{"query_id": "q1", "item_id": "i1", "label": "E", "query": "desk", "label_votes": {"Great": 1}}\n'
+    )
+    with pytest.raises(
+        DataError, match=r"pairs\.jsonl: column label_votes, pair_id \d+: unknown label 'Great'"
+    ):
         import_table(pairs, items, tmp_path / "out2", scheme="esci")

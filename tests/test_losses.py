@@ -67,13 +67,25 @@ def test_weighted_loss_rejects_mismatched_terms() -> None:
 
 def test_build_loss_skips_zero_weight_terms() -> None:
     cfg = OmegaConf.create(
-        {"weights": {"hard_ce": 0.7}, "label_smoothing": 0.1, "temperature": 1.0, "soft_targets": {}, "grades": {}}
+        {
+            "weights": {"hard_ce": 0.7},
+            "label_smoothing": 0.1,
+            "temperature": 1.0,
+            "soft_targets": {},
+            "grades": {},
+        }
     )
     loss = build_loss(cfg, ESCI)
     assert list(loss.terms) == ["hard_ce"] and loss.weights == {"hard_ce": 0.7}
     assert loss.terms["hard_ce"].label_smoothing == 0.1
     cfg_off = OmegaConf.create(
-        {"weights": {"hard_ce": 0.0}, "label_smoothing": 0.0, "temperature": 1.0, "soft_targets": {}, "grades": {}}
+        {
+            "weights": {"hard_ce": 0.0},
+            "label_smoothing": 0.0,
+            "temperature": 1.0,
+            "soft_targets": {},
+            "grades": {},
+        }
     )
     with pytest.raises(ValueError, match="at least one term"):
         build_loss(cfg_off, ESCI)

@@ -19,7 +19,12 @@ from relkd.prompts import COT_SLOTS
 from relkd.prompts.cot_template import ASPECT_WORDS
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
-WORDS = {"Exact": "exact", "Substitute": "substitute", "Complement": "complement", "Irrelevant": "irrelevant"}
+WORDS = {
+    "Exact": "exact",
+    "Substitute": "substitute",
+    "Complement": "complement",
+    "Irrelevant": "irrelevant",
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +97,15 @@ def test_stale_and_corrupt_stores_are_refused(data_dir, tokenizer, tmp_path) -> 
     store_dir = tmp_path / "fixed"
     PromptStore.open_or_build(data_dir, tokenizer, spec(), store_dir=store_dir)
     with pytest.raises(StaleArtifactError, match="stale") as exc:
-        PromptStore.open_or_build(data_dir, tokenizer, spec(max_item_tokens=40), store_dir=store_dir)
+        PromptStore.open_or_build(
+            data_dir, tokenizer, spec(max_item_tokens=40), store_dir=store_dir
+        )
     assert "max_item_tokens" in str(exc.value) and str(store_dir) in str(exc.value)
     with pytest.raises(StaleArtifactError, match="template_sha256"):
         PromptStore.open_or_build(data_dir, tokenizer, spec(mode="cot"), store_dir=store_dir)
     victim = store_dir / "prompt_tokens.npy"
     victim.write_bytes(victim.read_bytes()[:-8])
-    with pytest.raises(DataError, match="prompt_tokens.npy"):
+    with pytest.raises(DataError, match=r"prompt_tokens\.npy"):
         PromptStore.open_or_build(data_dir, tokenizer, spec(), store_dir=store_dir)
 
 
@@ -108,11 +115,16 @@ def test_cot_from_jsonl(data_dir, tokenizer, tmp_path) -> None:
     labelled = [p for p in pairs if p["label"] is not None]
     path = tmp_path / "cot.jsonl"
     rows = [
-        {"pair_id": p["pair_id"], "cot": f"category: match. brand: not stated. model: match. attributes: mismatch. verdict: {WORDS[p['label']]}."}
+        {
+            "pair_id": p["pair_id"],
+            "cot": f"category: match. brand: not stated. model: match. attributes: mismatch. verdict: {WORDS[p['label']]}.",
+        }
         for p in labelled[:10]
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    store = open_store(data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path))
+    store = open_store(
+        data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path)
+    )
     stats = store.manifest["cot"]
     assert stats["file_rows"] == 10 and stats["unparsed"] == 0
     assert stats["labelled_without_cot"] == len(labelled) - 10
@@ -125,7 +137,9 @@ def test_cot_from_jsonl(data_dir, tokenizer, tmp_path) -> None:
     assert store.array("slots")[without, -1] >= 0
     # editing the file makes the store stale (its hash is an input)
     path.write_text(path.read_text().replace("mismatch", "match"))
-    other = open_store(data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path))
+    other = open_store(
+        data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path)
+    )
     assert other.root != store.root
 
 
@@ -143,7 +157,9 @@ def test_bad_cot_file_names_file_line_and_field(data_dir, tokenizer, tmp_path, l
     path = tmp_path / "bad.jsonl"
     path.write_text('{"pair_id": 10007, "cot": "ok"}\n' + line + "\n")
     with pytest.raises(DataError, match=field) as exc:
-        open_store(data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path))
+        open_store(
+            data_dir, tokenizer, tmp_path, mode="cot", cot_source="jsonl", cot_file=str(path)
+        )
     assert str(path) in str(exc.value)
 
 
@@ -166,31 +182,47 @@ def test_collator_pads_right_and_marks_the_response(data_dir, tokenizer, tmp_pat
     np.testing.assert_array_equal(train["prompt_len"].numpy(), p_len)
     # right padding: real tokens first, pad after
     for b in range(5):
-        assert train["attention_mask"][b, : lengths[b]].all() and not train["attention_mask"][b, lengths[b] :].any()
+        assert (
+            train["attention_mask"][b, : lengths[b]].all()
+            and not train["attention_mask"][b, lengths[b] :].any()
+        )
         assert train["response_mask"][b].sum() == r_len[b]
         assert not train["response_mask"][b, : p_len[b]].any()
     # multitask: the verdict is the first response token
     assert (train["slot_index"][:, -1] == train["prompt_len"]).all()
-    label_ids = [tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in WORDS.values()]
+    label_ids = [
+        tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in WORDS.values()
+    ]
     verdict_tokens = train["input_ids"][torch.arange(5), train["slot_index"][:, -1]]
-    assert all(int(t) == label_ids[int(y)] for t, y in zip(verdict_tokens, train["labels"], strict=True))
+    assert all(
+        int(t) == label_ids[int(y)] for t, y in zip(verdict_tokens, train["labels"], strict=True)
+    )
     # evaluation batches hold the prompt only, and still know where the verdict goes
     ev = PromptCollator(store, with_response=False)(rows)
     np.testing.assert_array_equal(ev["attention_mask"].sum(1).numpy(), p_len)
     assert not ev["response_mask"].any()
-    assert (ev["slot_index"][:, -1] == ev["prompt_len"]).all() and (ev["slot_index"][:, :4] == -1).all()
+    assert (ev["slot_index"][:, -1] == ev["prompt_len"]).all() and (
+        ev["slot_index"][:, :4] == -1
+    ).all()
 
 
 def test_classifier_training_batches_skip_the_verdict_token(data_dir, tokenizer, tmp_path) -> None:
     store = open_store(data_dir, tokenizer, tmp_path, mode="classifier")
     batch = PromptCollator(store, with_response=True)(np.arange(4))
-    np.testing.assert_array_equal(batch["attention_mask"].sum(1).numpy(), store.prompt_lengths()[:4])
+    np.testing.assert_array_equal(
+        batch["attention_mask"].sum(1).numpy(), store.prompt_lengths()[:4]
+    )
     assert (batch["slot_index"][:, -1] == batch["prompt_len"]).all()
 
 
 def test_datamodule_prompt_mode(data_dir, tokenizer, tmp_path) -> None:
     dm = QueryItemDataModule(
-        data_dir, tokenizer, cache_dir=tmp_path, encoding="prompt", prompt_spec=spec(mode="cot"), batch_size=4
+        data_dir,
+        tokenizer,
+        cache_dir=tmp_path,
+        encoding="prompt",
+        prompt_spec=spec(mode="cot"),
+        batch_size=4,
     )
     dm.prepare_data()
     dm.setup()

@@ -13,7 +13,12 @@ from relkd.prompts import CotTemplate, ItemRenderer, PromptTemplate, Verbalizer,
 from relkd.prompts import prompt_template as prompt_template_module
 from tests.datamodule_fixtures import minilm_path
 
-WORDS = {"Exact": "exact", "Substitute": "substitute", "Complement": "complement", "Irrelevant": "irrelevant"}
+WORDS = {
+    "Exact": "exact",
+    "Substitute": "substitute",
+    "Complement": "complement",
+    "Irrelevant": "irrelevant",
+}
 COT = CotTemplate(WORDS)
 
 
@@ -24,7 +29,9 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(minilm_path())
 
 
-ALL_FACTS = [dict(zip(ASPECTS, combo, strict=True)) for combo in itertools.product(ASPECT_VALUES, repeat=4)]
+ALL_FACTS = [
+    dict(zip(ASPECTS, combo, strict=True)) for combo in itertools.product(ASPECT_VALUES, repeat=4)
+]
 
 
 @pytest.mark.parametrize("verdict", list(WORDS))
@@ -53,10 +60,19 @@ def test_cot_round_trips_through_wordpiece_decoding(tokenizer) -> None:
     ("text", "problem"),
     [
         ("category: match. brand: match. model: match. verdict: exact.", "no attributes"),
-        ("category: match. brand: maybe. model: match. attributes: match. verdict: exact.", "unknown value 'maybe' for brand"),
+        (
+            "category: match. brand: maybe. model: match. attributes: match. verdict: exact.",
+            "unknown value 'maybe' for brand",
+        ),
         ("category: match. brand: match. model: match. attributes: match.", "no verdict"),
-        ("category: match. brand: match. model: match. attributes: match. verdict: great.", "unknown verdict 'great'"),
-        ("category: match. category: mismatch. brand: match. model: match. attributes: match. verdict: exact.", "category given twice"),
+        (
+            "category: match. brand: match. model: match. attributes: match. verdict: great.",
+            "unknown verdict 'great'",
+        ),
+        (
+            "category: match. category: mismatch. brand: match. model: match. attributes: match. verdict: exact.",
+            "category given twice",
+        ),
         ("total nonsense", "no category"),
     ],
 )
@@ -77,7 +93,10 @@ def test_multitask_explanation_needs_no_verdict() -> None:
 
 def test_response_formats_by_mode() -> None:
     facts = ALL_FACTS[10]
-    assert PromptTemplate("classifier", COT).response(facts, "Complement") == (" complement", {"verdict": 1})
+    assert PromptTemplate("classifier", COT).response(facts, "Complement") == (
+        " complement",
+        {"verdict": 1},
+    )
     cot, _ = PromptTemplate("cot", COT).response(facts, "Complement")
     prog, _ = PromptTemplate("progressive", COT).response(facts, "Complement")
     assert cot == prog and cot.endswith("verdict: complement.")
@@ -106,7 +125,9 @@ def test_template_hash_changes_with_the_template(monkeypatch: pytest.MonkeyPatch
 def test_prompt_shows_neighbour_lines_only_when_enabled() -> None:
     plain = PromptTemplate("classifier", COT).prompt("red sofa", "Oak sofa", ["a"], ["b"])
     assert "clicked" not in plain and plain.endswith("relevance:")
-    both = PromptTemplate("classifier", COT, True, True).prompt("red sofa", "Oak sofa", ["a", "c"], [])
+    both = PromptTemplate("classifier", COT, True, True).prompt(
+        "red sofa", "Oak sofa", ["a", "c"], []
+    )
     assert "clicked for this query: a; c" in both
     assert "this item was clicked for: none" in both
 
@@ -141,7 +162,9 @@ def test_verbalizer_words_and_first_tokens(tokenizer) -> None:
     with pytest.raises(ConfigError, match="unknown label"):
         Verbalizer(list(WORDS), {"Perfect": "x"})
     with pytest.raises(ConfigError, match="share a first token"):
-        Verbalizer(list(WORDS), {"Exact": "mismatch", "Substitute": "mismatched"}).token_ids(tokenizer)
+        Verbalizer(list(WORDS), {"Exact": "mismatch", "Substitute": "mismatched"}).token_ids(
+            tokenizer
+        )
 
 
 def test_echo_query_repeats_the_query_after_the_item() -> None:
@@ -150,4 +173,7 @@ def test_echo_query_repeats_the_query_after_the_item() -> None:
     assert plain.count("query: red sofa") == 1
     assert echo.count("query: red sofa") == 2
     assert echo.index("item: Oak sofa") < echo.rindex("query: red sofa") < echo.index("relevance:")
-    assert PromptTemplate("classifier", COT, echo_query=True).sha256 != PromptTemplate("classifier", COT).sha256
+    assert (
+        PromptTemplate("classifier", COT, echo_query=True).sha256
+        != PromptTemplate("classifier", COT).sha256
+    )

@@ -75,12 +75,20 @@ def test_graded_bce_against_reference() -> None:
 
 def test_graded_bce_default_is_walmarts_mapping() -> None:
     cfg = OmegaConf.create(
-        {"weights": {"graded_bce": 1.0}, "label_smoothing": 0.0, "temperature": 1.0, "soft_targets": {}, "grades": {}}
+        {
+            "weights": {"graded_bce": 1.0},
+            "label_smoothing": 0.0,
+            "temperature": 1.0,
+            "soft_targets": {},
+            "grades": {},
+        }
     )
     term = build_loss(cfg, ESCI).terms["graded_bce"]
     assert term.grades.tolist() == [1.0, 0.5, 0.0, 0.0]
     cfg.grades = {"Complement": 0.2}
-    assert build_loss(cfg, ESCI).terms["graded_bce"].grades.tolist() == pytest.approx([1, 0.5, 0.2, 0])
+    assert build_loss(cfg, ESCI).terms["graded_bce"].grades.tolist() == pytest.approx(
+        [1, 0.5, 0.2, 0]
+    )
 
 
 def test_cot_token_ce_is_token_cross_entropy() -> None:
@@ -88,7 +96,13 @@ def test_cot_token_ce_is_token_cross_entropy() -> None:
     targets = torch.randint(0, 50, (7,))
     got = CotTokenCE()({"lm_logits": logits, "lm_targets": targets}, {})
     torch.testing.assert_close(got, F.cross_entropy(logits, targets))
-    empty = CotTokenCE()({"lm_logits": torch.zeros(0, 50, requires_grad=True), "lm_targets": torch.zeros(0, dtype=torch.long)}, {})
+    empty = CotTokenCE()(
+        {
+            "lm_logits": torch.zeros(0, 50, requires_grad=True),
+            "lm_targets": torch.zeros(0, dtype=torch.long),
+        },
+        {},
+    )
     assert empty.item() == 0.0 and empty.requires_grad
 
 
@@ -118,7 +132,12 @@ def test_every_teacher_term_backpropagates_through_the_weighted_loss() -> None:
     lm = torch.randn(5, 30, requires_grad=True)
     aspect = torch.randn(6, 4, 3, requires_grad=True)
     out = loss(
-        {"logits": LOGITS, "lm_logits": lm, "lm_targets": torch.randint(0, 30, (5,)), "aspect_logits": aspect},
+        {
+            "logits": LOGITS,
+            "lm_logits": lm,
+            "lm_targets": torch.randint(0, 30, (5,)),
+            "aspect_logits": aspect,
+        },
         {"labels": LABELS, "aspects": torch.randint(-1, 3, (6, 4))},
     )
     out.total.backward()

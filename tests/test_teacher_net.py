@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from datamodules.prompt_collator import PromptCollator
-from datamodules.prompt_store import PromptSpec, PromptStore, special_ids
+from datamodules.prompt_store import PromptStore, special_ids
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import StaleArtifactError
@@ -38,6 +38,7 @@ def teacher_cfg(tmp: Path, **extra: object):
         "teacher.model": "tiny-causal",
         "teacher.tiny.hidden_size": 32,
         "teacher.tiny.layers": 1,
+        "teacher.finetune": "lora",
         "teacher.lora.train_new_weights": False,
         "teacher.lora.dropout": 0.0,
         **extra,
@@ -98,7 +99,9 @@ def test_kv_decoding_in_a_batch_equals_decoding_alone(tmp_path, data_dir) -> Non
     rows = np.argsort(store.prompt_lengths())[[0, -1, 3]]  # different lengths: left re-padding
     with torch.no_grad():
         batch = collate(rows)
-        together = KVDecoder(lm, batch["input_ids"], batch["attention_mask"], 0).generate(6, -1).tokens
+        together = (
+            KVDecoder(lm, batch["input_ids"], batch["attention_mask"], 0).generate(6, -1).tokens
+        )
         for b, row in enumerate(rows):
             one = collate(np.array([row]))
             alone = KVDecoder(lm, one["input_ids"], one["attention_mask"], 0).generate(6, -1).tokens
@@ -134,7 +137,11 @@ def test_lora_changes_the_adapter_and_never_the_base(tmp_path, data_dir) -> None
         if name in trainable:
             continue
         assert torch.equal(param, before[name]), f"base weight {name} changed"
-    changed = [n for n in trainable if "lora_B" in n and not torch.equal(module.get_parameter(n), before[n])]
+    changed = [
+        n
+        for n in trainable
+        if "lora_B" in n and not torch.equal(module.get_parameter(n), before[n])
+    ]
     assert changed, "no adapter weight changed"
 
 
@@ -152,7 +159,9 @@ def test_checkpoint_keeps_trainable_and_new_weights_only(tmp_path, data_dir) -> 
 
 
 def test_adapter_round_trip_and_base_check(tmp_path, data_dir) -> None:
-    cfg, spec, pspec, parts, store = build(tmp_path, data_dir, **{"teacher.lora.train_new_weights": True})
+    cfg, spec, pspec, parts, store = build(
+        tmp_path, data_dir, **{"teacher.lora.train_new_weights": True}
+    )
     module = parts.module
     _train_steps(module, store)
     out = export_teacher(
@@ -165,7 +174,9 @@ def test_adapter_round_trip_and_base_check(tmp_path, data_dir) -> None:
         lora=dict(OmegaConf.to_container(cfg.teacher.lora)),
         tokenizer=parts.tokenizer,
     )
-    assert (out / "adapter_model.safetensors").is_file() and (out / "new_weights.safetensors").is_file()
+    assert (out / "adapter_model.safetensors").is_file() and (
+        out / "new_weights.safetensors"
+    ).is_file()
     loaded = load_teacher(out)
     batch = PromptCollator(store, with_response=False)(np.arange(5))
     module.eval()
@@ -188,16 +199,22 @@ def test_adapter_round_trip_and_base_check(tmp_path, data_dir) -> None:
 
 
 def test_teacher_tokens_check_the_cot_scaffold(tmp_path, data_dir) -> None:
-    _, _, pspec, parts, _ = build(tmp_path, data_dir, **{"teacher.mode": "progressive", "loss.weights.aspect_ce": 1.0})
+    _, _, pspec, parts, _ = build(
+        tmp_path, data_dir, **{"teacher.mode": "progressive", "loss.weights.aspect_ce": 1.0}
+    )
     ids = special_ids(parts.tokenizer)
     tokens = TeacherTokens.of(parts.tokenizer, pspec.template(), ids["end_id"], ids["pad_id"])
-    decoded = parts.tokenizer.decode(tokens.scaffolds[0] + tokens.option_seqs[1] + tokens.scaffolds[1])
+    decoded = parts.tokenizer.decode(
+        tokens.scaffolds[0] + tokens.option_seqs[1] + tokens.scaffolds[1]
+    )
     assert decoded == "category : mismatch. brand :"
     assert parts.tokenizer.decode(tokens.verdict_cue) == "verdict :"
 
 
 def test_progressive_decoding_writes_a_parsable_cot(tmp_path, data_dir) -> None:
-    _, _, _, parts, store = build(tmp_path, data_dir, **{"teacher.mode": "progressive", "loss.weights.aspect_ce": 1.0})
+    _, _, _, parts, store = build(
+        tmp_path, data_dir, **{"teacher.mode": "progressive", "loss.weights.aspect_ce": 1.0}
+    )
     module = parts.module.eval()
     batch = PromptCollator(store, with_response=False)(np.arange(4))
     out = module.eval_outputs(batch)
@@ -205,3 +222,29 @@ def test_progressive_decoding_writes_a_parsable_cot(tmp_path, data_dir) -> None:
     assert out["aspect_logits"].shape == (4, 4, 3)
     # the generated aspects are the argmax of each step's options
     np.testing.assert_array_equal(out["aspect_pred"], out["aspect_logits"].argmax(-1))
+
+
+def test_full_finetuning_with_frozen_layers(tmp_path, data_dir) -> None:
+    freeze = "[embeddings,predictions.transform.LayerNorm]"  # regexes, searched in the names
+    _, _, _, parts, store = build(
+        tmp_path, data_dir, **{"teacher.finetune": "full", "teacher.freeze": freeze}
+    )
+    module = parts.module
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    assert frozen and all("embeddings." in n or "transform.LayerNorm" in n for n in frozen)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    _train_steps(module, store)
+    for name, param in module.named_parameters():
+        moved = not torch.equal(param, before[name])
+        assert moved != (name in frozen) or "bias" in name, name  # frozen never move, others do
+
+
+def test_freeze_that_matches_nothing_is_an_error(tmp_path, data_dir) -> None:
+    from relkd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="match no parameter"):
+        build(
+            tmp_path,
+            data_dir,
+            **{"teacher.finetune": "full", "teacher.freeze": "[nothing_like_this]"},
+        )

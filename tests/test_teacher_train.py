@@ -28,7 +28,6 @@ def tiny_teacher(tmp: Path, data_root: Path, **extra: object) -> list[str]:
         "teacher.model": "tiny-causal",
         "teacher.tiny.hidden_size": 32,
         "teacher.tiny.layers": 1,
-        "teacher.lora.train_new_weights": False,  # the random base stays frozen; LoRA trains
         "teacher.prompt.max_item_tokens": 32,
         "teacher.cot.max_new_tokens": 24,
         "optim.lr": 3e-3,
@@ -45,7 +44,17 @@ def tiny_teacher(tmp: Path, data_root: Path, **extra: object) -> list[str]:
 
 
 def run_teacher(tmp: Path, data_root: Path, preset: str = "embedded", **extra: object) -> Path:
-    assert main(["teacher", "train", str(TEACHER / f"{preset}.yaml"), *tiny_teacher(tmp, data_root, **extra)]) == 0
+    assert (
+        main(
+            [
+                "teacher",
+                "train",
+                str(TEACHER / f"{preset}.yaml"),
+                *tiny_teacher(tmp, data_root, **extra),
+            ]
+        )
+        == 0
+    )
     runs = sorted((tmp / "runs").glob("*/version_*"))
     assert len(runs) == 1
     return runs[0]
@@ -53,7 +62,9 @@ def run_teacher(tmp: Path, data_root: Path, preset: str = "embedded", **extra: o
 
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> Path:
-    return run_teacher(tmp_path_factory.mktemp("teacher_cls"), shared_data_root)
+    # LoRA over a frozen random base (the preset itself fine-tunes fully; see the CoT tests)
+    lora = {"teacher.finetune": "lora", "teacher.lora.train_new_weights": False}
+    return run_teacher(tmp_path_factory.mktemp("teacher_cls"), shared_data_root, **lora)
 
 
 def test_run_folder_contents(classifier_run: Path) -> None:
@@ -84,7 +95,10 @@ def test_run_folder_contents(classifier_run: Path) -> None:
             assert overall[key] is not None, key
         assert set(metrics[split]["buckets"]) <= {"head", "torso", "tail"}
     manifest = json.loads((run / "adapter" / "relkd_teacher.json").read_text())
-    assert manifest["mode"] == "classifier" and manifest["template"]["sha256"] == info["template"]["sha256"]
+    assert (
+        manifest["mode"] == "classifier"
+        and manifest["template"]["sha256"] == info["template"]["sha256"]
+    )
     assert manifest["base"]["name"] == "tiny-causal" and manifest["finetune"] == "lora"
 
 
@@ -127,8 +141,12 @@ def test_cot_teacher_reports_parse_rate_and_aspect_accuracy(tmp_path, shared_dat
     assert {"train/loss/cot_lm", "test/cot/parse_rate"} <= set(acc.Tags()["scalars"])
 
 
-def test_progressive_teacher_with_neighbours_and_fitted_aggregation(tmp_path, shared_data_root) -> None:
-    run = run_teacher(tmp_path, shared_data_root, preset="prorbp", **{"teacher.aggregation": "fitted"})
+def test_progressive_teacher_with_neighbours_and_fitted_aggregation(
+    tmp_path, shared_data_root
+) -> None:
+    run = run_teacher(
+        tmp_path, shared_data_root, preset="prorbp", **{"teacher.aggregation": "fitted"}
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["cot"]["parse_rate"] == 1.0  # guided steps always parse
     assert metrics["test"]["cot"]["aggregation"] == "fitted on val"
