@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.pair_arrays import PairArrays, pq_column_names
+from datamodules.pair_arrays import PairArrays
 from datamodules.tokenizer_info import load_tokenizer
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, fingerprint
@@ -39,15 +39,16 @@ from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.manifest import sha256_file
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError
-from relkd.prompts import COT_SLOTS, CotTemplate, ItemRenderer, PromptTemplate, parse_cot
+from relkd.prompts import COT_SLOTS, CotTemplate, PromptTemplate, parse_cot
+from relkd.prompts.budgeted_texts import TOKENIZE_CHUNK, BudgetedTexts, cut_to_tokens
 from relkd.prompts.cot_jsonl import read_cot_jsonl
 from relkd.prompts.cot_template import VERDICT
+from relkd.prompts.item_renderer import TEACHER_ITEM_FIELDS
 
 log = logging.getLogger(__name__)
 
 PROMPT_STORE_KIND = "prompt_store"
 PROMPT_STORE_VERSION = 1
-TOKENIZE_CHUNK = 4096
 COT_SOURCES = ("rules", "jsonl")
 
 
@@ -72,14 +73,7 @@ class PromptSpec:
 
     mode: str = "classifier"
     label_words: Mapping[str, str] = field(default_factory=dict)
-    item_fields: tuple[str, ...] = (
-        "title",
-        "brand",
-        "color",
-        "product_type",
-        "attributes",
-        "description",
-    )
+    item_fields: tuple[str, ...] = TEACHER_ITEM_FIELDS
     max_query_tokens: int = 32
     max_item_tokens: int = 96
     max_neighbor_tokens: int = 16
@@ -262,23 +256,6 @@ class PromptStore(FingerprintedArtifact):
 # -- build ----------------------------------------------------------------------------------
 
 
-def cut_to_tokens(tokenizer: Any, texts: Sequence[str], budget: int) -> tuple[list[str], int]:
-    """Cut each text after its ``budget``-th token (at the token's character end); returns the
-    texts and how many were cut."""
-    out: list[str] = []
-    cut = 0
-    for start in range(0, len(texts), TOKENIZE_CHUNK):
-        chunk = list(texts[start : start + TOKENIZE_CHUNK])
-        enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
-        for text, offsets in zip(chunk, enc["offset_mapping"], strict=True):
-            if len(offsets) > budget:
-                out.append(text[: offsets[budget - 1][1]].rstrip())
-                cut += 1
-            else:
-                out.append(text)
-    return out, cut
-
-
 def _tokenize(tokenizer: Any, texts: Sequence[str], offsets: bool = False) -> tuple[list, list]:
     ids: list[list[int]] = []
     maps: list[list[tuple[int, int]]] = []
@@ -319,20 +296,12 @@ def _build_into(
     special = special_ids(tokenizer)
     token_dtype = np.dtype(np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.uint32)
 
-    # Texts of the queries and items these pairs use, cut to their budgets.
-    queries = dataset.table("queries", ["query_id", "text"]).column("text").to_pylist()
-    renderer = ItemRenderer(spec.item_fields)
-    item_cols = renderer.columns(pq_column_names(dataset, "items"))
-    items_table = dataset.table("items", ["item_id", *item_cols])
-    q_text, q_cut = cut_to_tokens(
-        tokenizer, [" ".join((t or "").split()) for t in queries], spec.max_query_tokens
+    # Texts of the queries and items, cut to their budgets.
+    texts = BudgetedTexts.of(
+        dataset, tokenizer, spec.item_fields, spec.max_query_tokens, spec.max_item_tokens
     )
-    i_text, i_cut = cut_to_tokens(
-        tokenizer,
-        renderer.render_table(items_table, str(dataset.path("items"))),
-        spec.max_item_tokens,
-    )
-    truncated = {"query": q_cut, "item": i_cut, "query_neighbors": 0, "item_neighbors": 0}
+    q_text, i_text, item_cols = texts.queries, texts.items, texts.item_columns
+    truncated = {**texts.cut, "query_neighbors": 0, "item_neighbors": 0}
 
     # Behaviour neighbours (never the target pair itself).
     q_nb: list[list[int]] = [[] for _ in range(len(pairs))]

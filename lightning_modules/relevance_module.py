@@ -92,6 +92,16 @@ class RelevanceModule(L.LightningModule):
         """More metrics of one split (stored under ``"cot"``); none by default."""
         return {}
 
+    # ---- training ----
+    def log_loss(self, result: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """Log a WeightedLoss result (``train/loss`` and every ``train/loss/<term>``); returns the
+        total to backpropagate."""
+        size = int(batch["labels"].shape[0])
+        self.log("train/loss", result.total.detach(), prog_bar=True, batch_size=size)
+        for name, value in result.terms.items():
+            self.log(f"train/loss/{name}", value, batch_size=size)
+        return result.total
+
     # ---- evaluation ----
     def scores_from_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(probs, score): softmax, and the expected gain (float32 even under bf16)."""

@@ -55,13 +55,7 @@ class StudentModule(RelevanceModule):
         return out
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self(batch)
-        result = self.loss(out, batch)
-        size = int(batch["labels"].shape[0])
-        self.log("train/loss", result.total.detach(), prog_bar=True, batch_size=size)
-        for name, value in result.terms.items():
-            self.log(f"train/loss/{name}", value, batch_size=size)
-        return result.total
+        return self.log_loss(self.loss(self(batch), batch), batch)
 
     # ---- evaluation and optimisation ----
     def eval_outputs(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:

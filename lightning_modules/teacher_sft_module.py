@@ -104,12 +104,7 @@ class TeacherSFTModule(RelevanceModule):
     # ---- training ----
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.net(**{k: batch[k] for k in self.net.input_keys if k in batch})
-        result = self.loss(out, batch)
-        size = int(batch["labels"].shape[0])
-        self.log("train/loss", result.total.detach(), prog_bar=True, batch_size=size)
-        for name, value in result.terms.items():
-            self.log(f"train/loss/{name}", value, batch_size=size)
-        return result.total
+        return self.log_loss(self.loss(out, batch), batch)
 
     # ---- evaluation ----
     def _decode(self, ids: list[int]) -> str:

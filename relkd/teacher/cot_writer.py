@@ -31,14 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.pair_arrays import PairArrays, pq_column_names
-from datamodules.prompt_store import cut_to_tokens, special_ids
+from datamodules.pair_arrays import PairArrays
+from datamodules.prompt_store import special_ids
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError, DataError
 from relkd.nets.causal_lm_teacher import TeacherTokens
 from relkd.nets.kv_decoder import KVDecoder
-from relkd.prompts import CotTemplate, ItemRenderer, PromptTemplate, parse_cot
+from relkd.prompts import CotTemplate, PromptTemplate, parse_cot
+from relkd.prompts.budgeted_texts import BudgetedTexts
 from relkd.prompts.cot_template import ASPECT_WORDS, COT_SLOTS, VERDICT
 
 log = logging.getLogger(__name__)
@@ -149,18 +150,10 @@ def write_cot(
         else None
     )
 
-    queries = dataset.table("queries", ["text"]).column("text").to_pylist()
-    renderer = ItemRenderer(ITEM_FIELDS)
-    cols = renderer.columns(pq_column_names(dataset, "items"))
-    items = dataset.table("items", ["item_id", *cols])
-    q_text, _ = cut_to_tokens(
-        tokenizer, [" ".join((t or "").split()) for t in queries], settings.max_query_tokens
+    texts = BudgetedTexts.of(
+        dataset, tokenizer, ITEM_FIELDS, settings.max_query_tokens, settings.max_item_tokens
     )
-    i_text, _ = cut_to_tokens(
-        tokenizer,
-        renderer.render_table(items, str(dataset.path("items"))),
-        settings.max_item_tokens,
-    )
+    q_text, i_text = texts.queries, texts.items
     generator = torch.Generator(device=dev).manual_seed(settings.seed)
 
     results: list[dict[str, Any]] = []
