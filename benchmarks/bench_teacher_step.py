@@ -8,7 +8,9 @@ Variants, all on the same prompts of the same synthetic dataset and the same bac
   position picked (what ``logits_to_keep`` avoids);
 - ``full, no echo``: without the query repeated after the item (shorter prompts);
 - ``full, frozen emb+2``: full fine-tuning with the embeddings and the two lowest layers frozen;
-- ``multitask``: full fine-tuning with the CoT explanation as a second target (longer sequences).
+- ``multitask``: full fine-tuning with the CoT explanation as a second target (longer sequences);
+- ``full, bf16-mixed``: ``full`` under bf16 autocast (``trainer.precision=bf16-mixed``); on a CPU
+  without native bf16 it is slower, on a GPU it is the default.
 
 Ratios are printed against ``full``, so they hold on a noisy machine. Usage:
 
@@ -30,8 +32,10 @@ import torch
 
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptStore
+from lightning_modules.teacher_sft_module import TeacherSFTModule
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.nets.causal_lm_teacher import CausalLMTeacher
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.teacher_factory import build_teacher, prompt_spec, teacher_spec
 
@@ -44,6 +48,7 @@ VARIANTS: dict[str, list[str]] = {
     "full, no echo": ["teacher.prompt.echo_query=false"],
     "full, frozen emb+2": ["teacher.freeze=['embeddings', 'layer\\.[01]\\.']"],
     "multitask": ["teacher.mode=multitask", "loss.weights.cot_lm=0.5"],
+    "full, bf16-mixed": [],
 }
 
 
@@ -78,21 +83,29 @@ def measure(name: str, args: argparse.Namespace, root: Path) -> tuple[float, flo
         if step == args.warmup:
             start = time.perf_counter()
         batch = collate(rows[step * args.batch_size : (step + 1) * args.batch_size])
-        if name == "full, all logits":
-            logits = net.lm(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            at = logits[torch.arange(len(logits)), batch["prompt_len"] - 1][:, net.verdict_ids]
-            out = {"logits": at.float(), "verdict_mask": batch["prompt_len"] > 0}
-        else:
-            out = net(**{k: batch[k] for k in net.input_keys})
-        module.loss(out, batch).total.backward()
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "full, bf16-mixed")
+        with autocast:
+            loss = _step_loss(name, module, net, batch)
+        loss.backward()
         opt.step()
         opt.zero_grad()
         if step >= args.warmup:
             pairs += len(batch["labels"])
             tokens += int(batch["attention_mask"].sum())
     return pairs / (time.perf_counter() - start), tokens / max(pairs, 1)
+
+
+def _step_loss(
+    name: str, module: TeacherSFTModule, net: CausalLMTeacher, batch: dict
+) -> torch.Tensor:
+    """One training step's loss; the ``all logits`` variant reads the full LM-head output."""
+    if name == "full, all logits":
+        logits = net.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        at = logits[torch.arange(len(logits)), batch["prompt_len"] - 1][:, net.verdict_ids]
+        out = {"logits": at.float(), "verdict_mask": batch["prompt_len"] > 0}
+    else:
+        out = net(**{k: batch[k] for k in net.input_keys})
+    return module.loss(out, batch).total
 
 
 def main() -> None:
