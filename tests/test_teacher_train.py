@@ -169,7 +169,12 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from relkd.prompts.cot_template import CotTemplate
 
     out = tmp_path_factory.mktemp("tiny_qwen")
-    words = {"Exact": "exact", "Substitute": "substitute", "Complement": "complement", "Irrelevant": "irrelevant"}
+    words = {
+        "Exact": "exact",
+        "Substitute": "substitute",
+        "Complement": "complement",
+        "Irrelevant": "irrelevant",
+    }
     template = PromptTemplate("cot", CotTemplate(words), True, True, True)
     # the template's words often enough to become whole tokens, as in a real LLM vocabulary
     texts = [template.text(), *(template.response({}, label)[0] for label in words)] * 200
@@ -178,8 +183,12 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for table, column in (("items", "title"), ("items", "attributes"), ("queries", "text")):
         texts += catalogue.table(table, [column]).column(column).to_pylist()
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=3000, min_frequency=2, special_tokens=["<|endoftext|>"])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        texts, vocab_size=3000, min_frequency=2, special_tokens=["<|endoftext|>"]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tok),
