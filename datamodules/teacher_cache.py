@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from relkd import __version__
+from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.manifest import Manifest, sha256_file
@@ -206,12 +207,7 @@ class TeacherCache:
         """
         root = Path(root)
         mpath = root / MANIFEST
-        if not mpath.is_file():
-            raise DataError(f"{mpath}: missing; is {root} a teacher cache folder?")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{mpath}: corrupt manifest ({exc})") from None
+        manifest = read_manifest_file(mpath, f"missing; is {root} a teacher cache folder?")
         if manifest.get("kind") != TEACHER_CACHE_KIND:
             raise DataError(
                 f"{mpath}: kind is {manifest.get('kind')!r}, not {TEACHER_CACHE_KIND!r}"

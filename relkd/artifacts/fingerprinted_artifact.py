@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 
 MANIFEST = "manifest.json"
@@ -86,15 +87,11 @@ class FingerprintedArtifact:
         """
         root = Path(root)
         path = root / MANIFEST
-        if not path.is_file():
-            raise DataError(
-                f"{path}: missing; {root} is not a complete {cls.LABEL}; delete the folder "
-                "to rebuild it"
-            )
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: corrupt manifest ({exc}); delete {root} to rebuild") from None
+        manifest = read_manifest_file(
+            path,
+            f"missing; {root} is not a complete {cls.LABEL}; delete the folder to rebuild it",
+            f"; delete {root} to rebuild",
+        )
         if manifest.get("kind") != cls.KIND:
             raise DataError(f"{path}: kind is {manifest.get('kind')!r}, not {cls.KIND!r}")
         version = manifest.get(cls.VERSION_KEY)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from relkd import __version__
+from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.schema import SCHEMA_VERSION
 from relkd.errors import DataError
 
@@ -60,12 +61,7 @@ class Manifest:
     @classmethod
     def load(cls, root: str | Path) -> Manifest:
         path = Path(root) / MANIFEST_NAME
-        if not path.is_file():
-            raise DataError(f"{path}: no manifest; is {root} a relkd dataset folder?")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: corrupt manifest ({exc})") from None
+        raw = read_manifest_file(path, f"no manifest; is {root} a relkd dataset folder?")
         missing = [
             k
             for k in ("name", "label_scheme", "source", "tables", "schema_version")

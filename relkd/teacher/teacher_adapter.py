@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from relkd import __version__
+from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name
 from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens
@@ -127,12 +128,9 @@ def export_teacher(
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:
     path = Path(adapter_dir) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: missing; is {adapter_dir} a relkd teacher adapter folder?")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: corrupt manifest ({exc})") from None
+    manifest = read_manifest_file(
+        path, f"missing; is {adapter_dir} a relkd teacher adapter folder?"
+    )
     if manifest.get("kind") != KIND or manifest.get("version") != VERSION:
         raise DataError(
             f"{path}: kind {manifest.get('kind')!r} version {manifest.get('version')!r} is not a "
