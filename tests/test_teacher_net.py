@@ -248,3 +248,42 @@ def test_freeze_that_matches_nothing_is_an_error(tmp_path, data_dir) -> None:
             data_dir,
             **{"teacher.finetune": "full", "teacher.freeze": "[nothing_like_this]"},
         )
+
+
+def _grads(module, store, autocast: bool = False) -> dict[str, torch.Tensor]:
+    collate = PromptCollator(store, with_response=True)
+    batch = collate(np.arange(8))
+    module.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = module.net(**{k: batch[k] for k in module.net.input_keys})
+        loss = module.loss(out, batch).total
+    loss.backward()
+    return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, data_dir, finetune) -> None:
+    """Checkpointing trades compute for memory; it must not change what is learnt."""
+    grads = {}
+    for on in (False, True):
+        _, _, _, parts, store = build(
+            tmp_path / str(on),
+            data_dir,
+            **{"teacher.finetune": finetune, "teacher.gradient_checkpointing": on},
+        )
+        lm = parts.module.net.lm
+        flag = getattr(lm, "is_activation_checkpointing", None)
+        assert (lm.is_gradient_checkpointing if flag is None else flag) == on
+        grads[on] = _grads(parts.module, store)
+    assert grads[True].keys() == grads[False].keys() and grads[True]
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bf16_autocast_step_trains_the_adapter(tmp_path, data_dir) -> None:
+    """trainer.precision=bf16-mixed: the step runs under bf16 autocast with finite fp32 grads."""
+    _, _, _, parts, store = build(tmp_path, data_dir)
+    grads = _grads(parts.module, store, autocast=True)
+    lora_b = [g for n, g in grads.items() if "lora_B" in n]
+    assert lora_b and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in lora_b)
+    assert any(g.abs().sum() > 0 for g in lora_b)

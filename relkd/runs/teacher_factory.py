@@ -87,7 +87,9 @@ def build_teacher(
     tokenizer = load_tokenizer(spec.tokenizer)
     lm, new_weights = spec.build(seed=cfg.seed)
     if t.gradient_checkpointing:
-        lm.gradient_checkpointing_enable()
+        # transformers 5 renamed it; older releases only have the gradient_* name
+        enable = getattr(lm, "activation_checkpointing_enable", None)
+        (enable or lm.gradient_checkpointing_enable)()
     if t.finetune == "lora":
         from peft import LoraConfig, get_peft_model
 
