@@ -9,12 +9,13 @@ Variants, all on the same prompts of the same synthetic dataset and the same bac
 - ``full, no echo``: without the query repeated after the item (shorter prompts);
 - ``full, frozen emb+2``: full fine-tuning with the embeddings and the two lowest layers frozen;
 - ``multitask``: full fine-tuning with the CoT explanation as a second target (longer sequences);
-- ``full, bf16-mixed``: ``full`` under bf16 autocast (``trainer.precision=bf16-mixed``); on a CPU
-  without native bf16 it is slower, on a GPU it is the default.
+- ``full, bf16-mixed`` (with ``--bf16``): ``full`` under bf16 autocast
+  (``trainer.precision=bf16-mixed``); on a CPU without native bf16 it is some 25x slower, so it
+  is opt-in; on a GPU it is the default.
 
 Ratios are printed against ``full``, so they hold on a noisy machine. Usage:
 
-    python benchmarks/bench_teacher_step.py [--model minilm-causal] [--steps 12] [--warmup 2]
+    python benchmarks/bench_teacher_step.py [--model minilm-causal] [--steps 12] [--warmup 2] [--bf16]
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="also time bf16-mixed autocast")
     args = parser.parse_args()
+    names = [n for n in VARIANTS if args.bf16 or "bf16" not in n]
     with tempfile.TemporaryDirectory() as tmp:
-        results = {name: measure(name, args, Path(tmp)) for name in VARIANTS}
+        results = {name: measure(name, args, Path(tmp)) for name in names}
     base = results["full"][0]
     print(
         f"\nmodel={args.model} batch={args.batch_size} steps={args.steps} (after {args.warmup} warm-up)"
