@@ -60,7 +60,11 @@ class PromptCollator:
         p_start = np.asarray(po[rows], np.int64)
         p_len = np.asarray(po[rows + 1], np.int64) - p_start
         r_start = np.asarray(ro[rows], np.int64)
-        r_len = (np.asarray(ro[rows + 1], np.int64) - r_start) if self.feed_response else 0 * p_len
+        r_len = (
+            (np.asarray(ro[rows + 1], np.int64) - r_start)
+            if self.feed_response
+            else np.zeros_like(p_len)
+        )
         lengths = p_len + r_len
         b = len(rows)
         w = int(lengths.max()) if b else 0
