@@ -114,13 +114,14 @@ def build_teacher(
                     param.requires_grad_(True)
     elif t.freeze:
         patterns = [re.compile(p) for p in t.freeze]
-        frozen = [n for n, p in lm.named_parameters() if any(r.search(n) for r in patterns)]
+        frozen = 0
+        for name, param in lm.named_parameters():
+            if any(r.search(name) for r in patterns):
+                param.requires_grad_(False)
+                frozen += 1
         if not frozen:
             raise ConfigError(f"teacher.freeze: {list(t.freeze)} match no parameter of {spec.name}")
-        for name, param in lm.named_parameters():
-            if name in frozen:
-                param.requires_grad_(False)
-        log.info("teacher: %d parameter tensors frozen by teacher.freeze", len(frozen))
+        log.info("teacher: %d parameter tensors frozen by teacher.freeze", frozen)
     ids = special_ids(tokenizer)
     tokens = TeacherTokens.of(tokenizer, pspec.template(), ids["end_id"], ids["pad_id"])
     net = CausalLMTeacher(lm, tokens, t.mode, max_new_tokens=t.cot.max_new_tokens)
