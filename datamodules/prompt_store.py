@@ -147,9 +147,10 @@ def store_inputs(dataset: CanonicalDataset, tokenizer: Any, spec: PromptSpec) ->
     tables = ["items", "queries", "pairs"]
     if spec.uses_behavior and dataset.has_table("behavior"):
         tables.append("behavior")
+    verified = dataset.verify()  # refuses tables edited since the manifest was written
     inputs: dict[str, Any] = {
         "dataset_name": dataset.manifest.name,
-        "dataset_tables": {t: dataset.manifest.tables[t].sha256 for t in tables},
+        "dataset_tables": {t: verified[t] for t in tables},
         **_tokenizer_identity(tokenizer),
         "template_sha256": spec.template().sha256,
         "spec": spec.to_dict(),

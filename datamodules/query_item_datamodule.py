@@ -212,21 +212,34 @@ class QueryItemDataModule(pl.LightningDataModule):
     # -- Lightning hooks -----------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Build the tokenized store if its folder does not exist (Lightning: local rank 0)."""
+        """Verify the dataset, build the tokenized store if its folder does not exist, and
+        check the teacher cache's checksums (Lightning: local rank 0 only, so N ranks do not
+        each hash the whole cache)."""
         self._open_store(build=True)
+        self._open_teacher(verify_hash=True)
 
     def setup(self, stage: str | None = None) -> None:
-        """Open and verify the store (and teacher cache). Outside DDP a missing store is built."""
+        """Verify the dataset, open and verify the store (and teacher cache). Outside DDP a
+        missing store is built. Raises StaleArtifactError for a table edited since its manifest."""
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if self._store is None:
             self._open_store(build=not distributed)
-        if self.teacher_cache_arg is not None and self._teacher is None:
-            arg = self.teacher_cache_arg
-            root = arg.root if isinstance(arg, TeacherCache) else Path(arg)
-            self._teacher = TeacherCache.load(root, self._dataset)  # checks the label scheme
-            self._teacher_rows = self._teacher.align(np.asarray(self.store.array("pair_id")))
+        # under DDP rank 0's prepare_data hashed the cache; the other ranks check sizes only
+        self._open_teacher(verify_hash=not distributed)
+
+    def _open_teacher(self, verify_hash: bool) -> None:
+        if self.teacher_cache_arg is None or self._teacher is not None:
+            return
+        arg = self.teacher_cache_arg
+        root = arg.root if isinstance(arg, TeacherCache) else Path(arg)
+        # checks the label scheme, the dataset's tables and the pair ids
+        self._teacher = TeacherCache.load(root, self._dataset, verify_hash=verify_hash)
+        self._teacher_rows = self._teacher.align(np.asarray(self.store.array("pair_id")))
 
     def _open_store(self, build: bool) -> TokenizedStore | PromptStore:
+        # A table edited after its manifest was written would otherwise be served from a store
+        # tokenized from the original: refuse it (cheap size/mtime check, cached).
+        self._dataset.verify()
         if self._store is None and self.prompt_spec is not None:
             self._store = PromptStore.open_or_build(
                 self.data_dir,

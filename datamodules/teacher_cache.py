@@ -1,6 +1,12 @@
 """The teacher cache: an LLM teacher's judgements of query–item pairs, keyed by pair_id.
 
-A cache folder holds ``teacher.parquet`` and ``manifest.json`` (see docs/teacher_cache.md)::
+Two formats are read (see docs/teacher_cache.md). **v2** is what ``relkd teacher annotate``
+writes: resumable parts plus, after ``relkd teacher cache finalize``, a ``final/`` folder of
+memory-mapped ``.npy`` arrays sorted by pair_id and CoT texts as offsets into one UTF-8 byte
+array, so every DDP rank and DataLoader worker shares the same pages and a CoT string is only
+decoded for the rows of a batch that asks for it (writer: relkd/teacher/cache_writer.py).
+
+**v1** (one Parquet file, still readable, written by ``TeacherCache.write`` for small fixtures)::
 
     teacher.parquet   pair_id int64, logits/probs fixed_size_list<float32>[K], score float32,
                       cot string (nullable), aspect_<category|brand|model|attributes> string
@@ -8,18 +14,13 @@ A cache folder holds ``teacher.parquet`` and ``manifest.json`` (see docs/teacher
     manifest.json     kind, schema_version, label_scheme, labels, model, prompt_template,
                       dataset (name + table sha256s), rows, sha256 of teacher.parquet
 
-``TeacherCache.write`` makes one (the future ``relkd teacher annotate`` and test fixtures);
-``TeacherCache.load`` verifies it against a dataset; ``align`` joins it to pair rows with a
-vectorised searchsorted, so no Python object is made per pair. CoT strings stay in the Arrow
-table and are only taken for the rows of a batch when asked for.
+``TeacherCache.load`` verifies either against a dataset; ``align`` joins it to pair rows with a
+vectorised searchsorted, so no Python object is made per pair.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from relkd import __version__
+from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
@@ -38,7 +40,7 @@ from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
 
 TEACHER_CACHE_KIND = "teacher_cache"
-TEACHER_CACHE_VERSION = 1
+TEACHER_CACHE_VERSION = 1  # what ``write`` writes; ``load`` also reads v2
 TEACHER_FILE = "teacher.parquet"
 MANIFEST = "manifest.json"
 ASPECT_COLUMNS: tuple[str, ...] = tuple(f"aspect_{a}" for a in ASPECTS)
@@ -122,10 +124,12 @@ class TeacherCache:
         """
         scheme = get_label_scheme(scheme) if isinstance(scheme, str) else scheme
         root = Path(root)
-        if root.exists() and any(root.iterdir()) and not overwrite:
-            raise DataError(
-                f"{root}: already exists and is not empty; pass overwrite to replace it"
-            )
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            if not overwrite:
+                raise DataError(
+                    f"{root}: already exists and is not empty; pass overwrite to replace it"
+                )
+            _check_replaceable(root)
         pid = np.asarray(pair_id, dtype=np.int64)
         lg = np.asarray(logits, dtype=np.float32)
         n = len(pid)
@@ -161,9 +165,7 @@ class TeacherCache:
             model_info = dict(model)
             if "id" not in model_info:
                 raise ValueError("model must be a string or a mapping with an 'id' key")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with staged_folder(root) as staging:
             pq.write_table(table, staging / TEACHER_FILE, compression="zstd")
             manifest = {
                 "kind": TEACHER_CACHE_KIND,
@@ -183,13 +185,8 @@ class TeacherCache:
                 "has_cot": cot is not None,
                 "has_aspects": aspects is not None,
             }
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            if root.exists():
-                shutil.rmtree(root)
-            staging.replace(root)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            atomic_write_json(staging / MANIFEST, manifest)
+            move_into_place(staging, root, replace=True)
         return cls(root, manifest)
 
     # -- loading -------------------------------------------------------------------------
@@ -212,10 +209,17 @@ class TeacherCache:
             raise DataError(
                 f"{mpath}: kind is {manifest.get('kind')!r}, not {TEACHER_CACHE_KIND!r}"
             )
-        if manifest.get("schema_version") != TEACHER_CACHE_VERSION:
+        version = manifest.get("schema_version")
+        if version == 2:
+            cache = cls(root, manifest)
+            cache._open_v2(verify_hash)
+            if dataset is not None:
+                cache._check_dataset(dataset, cache.pair_id)
+            return cache
+        if version != TEACHER_CACHE_VERSION:
             raise DataError(
-                f"{mpath}: schema_version {manifest.get('schema_version')} != "
-                f"{TEACHER_CACHE_VERSION} read by this relkd; re-annotate"
+                f"{mpath}: schema_version {version} is not one this relkd reads (1, 2); "
+                "re-annotate"
             )
         cache = cls(root, manifest)
         path = cache.path
@@ -249,6 +253,48 @@ class TeacherCache:
             cache._check_dataset(dataset, sorted_pid)
         return cache
 
+    def _open_v2(self, verify_hash: bool) -> None:
+        """Check a v2 cache: finalized, from the parts it lists now, every final file intact
+        (size; sha256 too with ``verify_hash``, done once on rank 0), arrays of N rows."""
+        from relkd.artifacts.atomic_files import check_file_record
+        from relkd.teacher.cache_finalizer import FINAL_DIR
+        from relkd.teacher.cache_writer import listed_parts, parts_digest
+
+        mpath = self.root / MANIFEST
+        final = self.manifest.get("finalized")
+        if not final:
+            raise DataError(
+                f"{mpath}: teacher cache is not finalized; run `relkd teacher cache finalize "
+                f"{self.root}` once every shard has finished"
+            )
+        if parts_digest(listed_parts(self.root)) != final.get("parts_digest"):
+            raise StaleArtifactError(
+                f"{self.root}: parts were committed after the cache was finalized; run "
+                f"`relkd teacher cache finalize {self.root}` again"
+            )
+        folder = self.root / FINAL_DIR
+        for name, record in final["files"].items():
+            path = folder / name
+            if verify_hash:
+                if not path.is_file() or sha256_file(path) != record["sha256"]:
+                    raise DataError(
+                        f"{path}: missing or corrupt (sha256 differs from {mpath}); run "
+                        f"`relkd teacher cache finalize {self.root}` to rebuild it"
+                    )
+            else:
+                size = path.stat().st_size if path.is_file() else -1
+                if size != record["bytes"]:
+                    check_file_record(path, record, mpath)
+        n = int(final["rows"])
+        for name in ("pair_id", "logits", "probs", "score", "aspects", "cot_offsets"):
+            rows = self._cached(name).shape[0]
+            if rows != n + (name == "cot_offsets"):
+                raise DataError(f"{folder / name}.npy: {rows} rows where {mpath} records {n}")
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest.get("schema_version", 1))
+
     def _check_dataset(self, dataset: DatasetRef, sorted_pid: np.ndarray) -> None:
         ds = dataset if isinstance(dataset, CanonicalDataset) else None
         if ds is None and not isinstance(dataset, Manifest):
@@ -266,7 +312,11 @@ class TeacherCache:
                 f"{list(scheme.labels)}"
             )
         want = dataset_fingerprint(manifest)["tables"]
-        have = mine.get("dataset", {}).get("tables", {})
+        if self.version == 2:  # the tables the prompts were rendered from
+            have = mine["fingerprint"]["dataset"]["tables"]
+            want = {t: want.get(t) for t in have}
+        else:
+            have = mine.get("dataset", {}).get("tables", {})
         changed = [t for t in sorted(set(want) | set(have)) if want.get(t) != have.get(t)]
         if changed:
             raise StaleArtifactError(
@@ -304,6 +354,8 @@ class TeacherCache:
         return arr
 
     def _compute(self, name: str) -> np.ndarray:
+        if self.version == 2:
+            return self._final_array(name)
         t = self.table
         if name == "pair_id":
             return t.column("pair_id").to_numpy().astype(np.int64, copy=False)
@@ -323,6 +375,17 @@ class TeacherCache:
         if name == "order":  # argsort of pair_id, for align()
             return np.argsort(self.pair_id, kind="stable")
         raise KeyError(name)
+
+    def _final_array(self, name: str) -> np.ndarray:
+        from relkd.teacher.cache_finalizer import FINAL_DIR
+
+        if name == "order":  # finalize sorted the rows by pair_id
+            return np.arange(self.rows, dtype=np.int64)
+        path = self.root / FINAL_DIR / f"{name}.npy"
+        try:
+            return np.load(path, mmap_mode="r").view(np.ndarray)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read teacher cache file ({exc})") from None
 
     @property
     def pair_id(self) -> np.ndarray:
@@ -348,6 +411,12 @@ class TeacherCache:
         return self._cached("aspects")
 
     @property
+    def has_cot(self) -> bool:
+        if self.version == 2:
+            return bool(self.manifest["finalized"]["has_cot"])
+        return bool(self.manifest.get("has_cot"))
+
+    @property
     def labels(self) -> tuple[str, ...]:
         return tuple(self.manifest["labels"])
 
@@ -357,7 +426,20 @@ class TeacherCache:
 
     @property
     def rows(self) -> int:
+        if self.version == 2:
+            return int(self.manifest["finalized"]["rows"])
         return int(self.manifest["rows"])
+
+    @property
+    def has_hidden(self) -> bool:
+        return self.version == 2 and bool(self.manifest["finalized"].get("has_hidden"))
+
+    @property
+    def hidden(self) -> np.ndarray:
+        """float16 ``[rows, H]`` pooled teacher hidden states (v2 caches annotated with --hidden)."""
+        if not self.has_hidden:
+            raise DataError(f"{self.root}: no hidden states (annotate with --hidden last|mean)")
+        return self._cached("hidden")
 
     def __len__(self) -> int:
         return self.rows
@@ -368,7 +450,8 @@ class TeacherCache:
         order = self._cached("order")
         if len(order) == 0:
             return np.full(len(pair_ids), -1, dtype=np.int64)
-        sorted_pid = self.pair_id[order]
+        # a v2 cache is sorted by pair_id already: search the memory map, no copy
+        sorted_pid = self.pair_id if self.version == 2 else self.pair_id[order]
         pos = np.clip(np.searchsorted(sorted_pid, pair_ids), 0, len(order) - 1)
         hit = sorted_pid[pos] == pair_ids
         return np.where(hit, order[pos], -1).astype(np.int64)
@@ -376,6 +459,13 @@ class TeacherCache:
     def cot(self, rows: np.ndarray) -> list[str | None]:
         """CoT text for cache ``rows`` (-1 gives None); only these strings are materialised."""
         rows = np.asarray(rows, dtype=np.int64)
+        if self.version == 2:
+            offsets, raw = self._cached("cot_offsets"), self._cached("cot_bytes")
+            null = self._cached("cot_null")
+            return [
+                None if r < 0 or null[r] else bytes(raw[offsets[r] : offsets[r + 1]]).decode()
+                for r in rows.tolist()
+            ]
         idx = pa.array(np.where(rows < 0, 0, rows), mask=rows < 0)
         return self.table.column("cot").take(idx).to_pylist()
 
@@ -390,6 +480,22 @@ class TeacherCache:
 
     def __repr__(self) -> str:
         return f"TeacherCache({str(self.root)!r}, rows={self.rows}, scheme={self.manifest['label_scheme']!r})"
+
+
+def _check_replaceable(root: Path) -> None:
+    """``overwrite`` replaces a teacher cache only: any other folder is refused untouched."""
+    try:
+        kind = read_manifest_file(root / MANIFEST, "missing").get("kind")
+    except DataError:
+        kind = None
+    if not root.is_dir() or kind != TEACHER_CACHE_KIND:
+        raise DataError(
+            f"{root}: is not a relkd teacher cache (no {MANIFEST} of kind {TEACHER_CACHE_KIND!r}); "
+            "refusing to delete it to overwrite"
+        )
+    cwd = Path.cwd().resolve()
+    if root.resolve() == cwd or root.resolve() in cwd.parents:
+        raise DataError(f"{root}: is the working folder or one of its parents; refusing")
 
 
 def _aspect_arrays(

@@ -62,7 +62,7 @@ class StoreInputs:
     """Everything a store's contents depend on; its fingerprint names the store folder."""
 
     dataset_name: str
-    dataset_tables: dict[str, str]  # items/queries/pairs -> sha256 from the dataset manifest
+    dataset_tables: dict[str, str]  # items/queries/pairs -> verified sha256 (dataset manifest)
     tokenizer_name: str
     tokenizer_class: str
     vocab_sha256: str
@@ -84,11 +84,10 @@ class StoreInputs:
             raise ValueError("max_query_tokens and max_item_tokens must be >= 1")
         if not item_fields:
             raise ValueError("item_fields must name at least one items column")
+        verified = dataset.verify()  # refuses tables edited since the manifest was written
         return cls(
             dataset_name=dataset.manifest.name,
-            dataset_tables={
-                t: dataset.manifest.tables[t].sha256 for t in ("items", "queries", "pairs")
-            },
+            dataset_tables={t: verified[t] for t in ("items", "queries", "pairs")},
             tokenizer_name=tokenizer.name,
             tokenizer_class=tokenizer.cls_name,
             vocab_sha256=tokenizer.vocab_sha256,

@@ -107,14 +107,6 @@ class TeacherSFTModule(RelevanceModule):
         return self.log_loss(self.loss(out, batch), batch)
 
     # ---- evaluation ----
-    def _decode(self, ids: list[int]) -> str:
-        end = self.net.tokens.end_id
-        if end in ids:
-            ids = ids[: ids.index(end)]
-        if self.tokenizer is None:
-            return " ".join(map(str, ids))
-        return " ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split())
-
     def eval_outputs(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         explain = self.explain_eval and self.net.mode == "multitask"
         pred = self.net.predict(batch, explain=explain)
@@ -127,7 +119,7 @@ class TeacherSFTModule(RelevanceModule):
         if pred.aspect_logits is not None:
             out["aspect_logits"] = pred.aspect_logits.float().cpu().numpy()
         if pred.generated is not None:
-            texts = [self._decode(ids) for ids in pred.generated]
+            texts = [self.net.decode(self.tokenizer, ids) for ids in pred.generated]
             need_verdict = self.net.mode != "multitask"
             parsed = [parse_cot(t, self.label_words, require_verdict=need_verdict) for t in texts]
             out["cot"] = np.array(texts, dtype=object)

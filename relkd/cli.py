@@ -142,6 +142,54 @@ def _add_teacher(sub: argparse._SubParsersAction) -> None:
     cot.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     cot.add_argument("--trust-remote-code", action="store_true")
     cot.add_argument("--overwrite", action="store_true")
+    _add_annotate(tsub)
+
+
+def _add_annotate(tsub: argparse._SubParsersAction) -> None:
+    ann = tsub.add_parser(
+        "annotate",
+        help="label pairs with a trained teacher into a resumable, shardable teacher cache",
+    )
+    ann.add_argument("run_dir", type=Path, help="a `relkd teacher train` run (or its adapter/)")
+    ann.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
+    ann.add_argument("--splits", default="train,val,test", help="labelled splits to annotate")
+    ann.add_argument("--pool", action="store_true", help="also the unlabelled pool")
+    ann.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="cache folder (default: RUN_DIR/teacher_cache/<dataset>)",
+    )
+    ann.add_argument("--backend", default="hf", help="inference backend (hf)")
+    ann.add_argument("--shard", default="0/1", help="i/n: annotate shard i of n (by pair_id)")
+    ann.add_argument("--batch-size", type=int, default=32)
+    ann.add_argument("--part-size", type=int, default=2048, help="pairs per committed part")
+    ann.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ann.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    ann.add_argument(
+        "--hidden",
+        default="none",
+        choices=["none", "last", "mean"],
+        help="also store a pooled hidden state (fp16) for intermediate-layer distillation",
+    )
+    ann.add_argument("--no-cot", action="store_true", help="verdicts only, no CoT text")
+    ann.add_argument("--max-new-tokens", type=int, default=None, help="CoT budget override")
+    ann.add_argument("--limit", type=int, default=None, help="at most this many pairs (smoke runs)")
+    ann.add_argument("--prompt-cache", type=Path, default=Path("data_cache/prompts"))
+    ann.add_argument("--no-finalize", action="store_true", help="unsharded: skip finalize")
+    ann.add_argument("--quiet", action="store_true", help="no progress output")
+    ann.add_argument(
+        "--force",
+        action="store_true",
+        help="fingerprint differs: write a new versioned cache (OUT.v2, ...) beside the old one",
+    )
+    cache = tsub.add_parser("cache", help="teacher cache maintenance")
+    csub = cache.add_subparsers(dest="cache_cmd", required=True)
+    fin = csub.add_parser(
+        "finalize", help="check every pair is present once and build the read-optimised layout"
+    )
+    fin.add_argument("cache", type=Path)
+    fin.add_argument("--data", type=Path, default=None, help="dataset folder (default: recorded)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +267,26 @@ def run(args: argparse.Namespace) -> int:
         from relkd.teacher.cot_writer import write_cot_from_args
 
         write_cot_from_args(args)
+        return 0
+    if args.cmd == "teacher" and args.teacher_cmd == "annotate":
+        from relkd.teacher.annotate_runner import annotate, options_from_args
+
+        res = annotate(options_from_args(args))
+        print(
+            f"{res.cache}: {res.annotated} pairs annotated ({res.pairs_per_s:.1f} pairs/s), "
+            f"{res.skipped} already cached, {res.requested} requested"
+            + (
+                "; finalized"
+                if res.finalized
+                else "; run `relkd teacher cache finalize` when every shard is done"
+            )
+        )
+        return 0
+    if args.cmd == "teacher" and args.teacher_cmd == "cache":
+        from relkd.teacher.cache_finalizer import finalize_cache
+
+        final = finalize_cache(args.cache, args.data)
+        print(f"{args.cache}: finalized, {final['rows']} pairs from {final['parts']} parts")
         return 0
     if args.cmd == "eval":
         from relkd.evaluate import evaluate_run

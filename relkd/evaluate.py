@@ -46,15 +46,15 @@ def evaluate_run(
     path = _checkpoint(run_dir, ckpt)
     data_dir = resolve_dataset(cfg.data, build=False)
     dataset = CanonicalDataset(data_dir)
+    tables_read = dataset.verify()  # refuse a table edited since its manifest was written
     splits = ("val", split) if split != "val" else ("val",)
     setup = setup_run(cfg, data_dir, dataset, splits)
     dm = setup.datamodule
     dm.test_splits = splits
     module = setup.module
     out = run_dir / "eval" / f"{data_dir.name}-{split}" / "metrics.json"
-    report = RunReport(
-        out, to_container(cfg), extra={"checkpoint": str(path), "dataset": str(data_dir)}
-    )
+    extra = {"checkpoint": str(path), "dataset": str(data_dir), "tables_read": tables_read}
+    report = RunReport(out, to_container(cfg), extra=extra)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
+from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.config import compose, save, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
@@ -48,6 +49,14 @@ def has_labelled(dataset: CanonicalDataset, split: str) -> bool:
     pairs = dataset.table("pairs", columns=["label", "split"])
     labelled = pc.and_(pc.is_valid(pairs["label"]), pc.equal(pairs["split"], split))
     return bool(pc.any(labelled).as_py())
+
+
+def dataset_info(
+    data_dir: Path, dataset: CanonicalDataset, tables_read: dict[str, str]
+) -> dict[str, Any]:
+    """run_info.json's record of the data: the folder, its name and the sha256 of every table
+    as verified against its manifest when the run started."""
+    return {"root": str(data_dir), "name": dataset.manifest.name, "tables_read": tables_read}
 
 
 def trainer_kwargs(t: Any) -> dict[str, Any]:
@@ -112,17 +121,20 @@ def run_training(cfg: DictConfig) -> Path:
 
 
 def _run(cfg: DictConfig) -> Path:
+    resume = _resume_dir(cfg) if cfg.resume else None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
+    dataset = CanonicalDataset(data_dir)
+    # Before a run folder is claimed: a table edited since its manifest is refused up front.
+    tables_read = dataset.verify()
     resume_ckpt: Path | None = None
-    if cfg.resume:
-        run_dir, resume_ckpt = _resume_dir(cfg)
+    if resume is not None:
+        run_dir, resume_ckpt = resume
         os.environ[VERSION_ENV] = run_dir.name
     else:
         run_dir = choose_run_dir(
             cfg.output_dir, cfg.experiment, cfg.version, claim=is_launcher_rank_zero()
         )
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
-    dataset = CanonicalDataset(data_dir)
     config = to_container(cfg)
     eval_splits = tuple(cfg.eval.splits)
     setup = setup_run(cfg, data_dir, dataset, eval_splits)
@@ -131,12 +143,11 @@ def _run(cfg: DictConfig) -> Path:
         save(cfg, run_dir / "config.yaml")
         info = {
             "task": cfg.task,
-            "dataset": str(data_dir),
-            "dataset_tables": {k: v.sha256 for k, v in dataset.manifest.tables.items()},
+            "dataset": dataset_info(data_dir, dataset, tables_read),
             **setup.info,
             "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         }
-        (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_json(run_dir / "run_info.json", info)
 
     dm = setup.datamodule
     dm.test_splits = eval_splits

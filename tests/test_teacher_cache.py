@@ -245,3 +245,36 @@ def test_write_validates_inputs(dataset, tmp_path):
     ]
     with pytest.raises(DataError, match="already exists"):
         TeacherCache.write(tmp_path / "d", [1], np.zeros((1, 4)), **kw)
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_cache(dataset, teacher, tmp_path):
+    _, pid, logits, _ = teacher
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a relkd teacher cache"):
+        TeacherCache.write(
+            precious,
+            pid,
+            logits,
+            scheme="esci",
+            model="m",
+            prompt_template="t",
+            dataset=dataset.root,
+            overwrite=True,
+        )
+    assert [p.name for p in precious.iterdir()] == ["results.csv"]
+    # a real cache is replaced
+    kw = dict(scheme="esci", model="m", prompt_template="t", dataset=dataset.root)
+    TeacherCache.write(tmp_path / "real", pid, logits, **kw)
+    again = TeacherCache.write(
+        tmp_path / "real",
+        pid[:3],
+        logits[:3],
+        scheme="esci",
+        model="m",
+        prompt_template="t",
+        dataset=dataset.root,
+        overwrite=True,
+    )
+    assert TeacherCache.load(again.root).rows == 3

@@ -3,8 +3,8 @@
 An artifact (tokenized store, prompt store, ...) is a folder whose contents are a pure function
 of recorded *inputs* (dataset table hashes, tokenizer, template hash, settings). Its
 ``manifest.json`` holds ``kind``, ``version``, the inputs, their ``fingerprint`` and the size
-of every file, and is written last, inside a staging folder that is renamed into place, so a
-folder with a manifest is always complete. Opening verifies kind, version, inputs and file sizes;
+of every file, and is written last, inside a staging folder that is renamed into place
+(relkd/artifacts/atomic_files.py), so a folder with a manifest is always complete. Opening verifies kind, version, inputs and file sizes;
 an artifact built from other inputs raises StaleArtifactError and is never rebuilt silently.
 """
 
@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 
@@ -143,9 +142,7 @@ class FingerprintedArtifact:
         root = Path(root)
         if root.exists():
             raise DataError(f"{root}: already exists; refusing to overwrite a {cls.LABEL}")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with staged_folder(root) as staging:
             extra = write(staging)
             manifest = {
                 "kind": cls.KIND,
@@ -157,18 +154,8 @@ class FingerprintedArtifact:
             manifest["files"] = {
                 f: (staging / f).stat().st_size for f in sorted(os.listdir(staging))
             }
-            tmp = staging / (MANIFEST + ".tmp")
-            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            tmp.replace(staging / MANIFEST)
-            try:
-                staging.replace(root)
-            except OSError:
-                if not (root / MANIFEST).is_file():  # not a concurrent builder that won the race
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            atomic_write_json(staging / MANIFEST, manifest)
+            move_into_place(staging, root)  # False: a concurrent builder's copy won; keep it
         return manifest
 
     # -- arrays --------------------------------------------------------------------------

@@ -16,7 +16,6 @@ are scored with :func:`relkd.metrics.compute_relevance_metrics`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from relkd.artifacts.atomic_files import atomic_write
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme
 from relkd.data.schema import BUCKETS, SPLITS
@@ -201,7 +201,8 @@ def run_bm25_baseline(
 
     Raises:
         DataError: unknown split, no labelled pairs in it, an output path inside the dataset
-            folder, or a malformed dataset.
+            folder, or a malformed dataset (StaleArtifactError: a table edited since its
+            manifest was written).
     """
     root = Path(data)
     if split not in SPLITS:
@@ -212,6 +213,7 @@ def run_bm25_baseline(
             f"{out_path}: refusing to write inside the dataset folder {root}; pass --out elsewhere"
         )
     ds = CanonicalDataset(root)
+    tables_read = ds.verify()  # a table edited since its manifest: refuse, do not report on it
     scheme = ds.scheme
     pairs = _labelled_pairs(ds)
     eval_pairs = pairs.filter(pc.equal(pairs.column("split"), split))
@@ -260,7 +262,7 @@ def run_bm25_baseline(
             "name": ds.manifest.name,
             "path": str(root.resolve()),
             "label_scheme": scheme.name,
-            "pairs_sha256": ds.manifest.tables["pairs"].sha256,
+            "tables_read": {t: tables_read[t] for t in ("items", "queries", "pairs")},
         },
         "split": split,
         "params": {
@@ -291,7 +293,5 @@ def _count(pairs: pa.Table, split: str) -> int:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` atomically as strict JSON (no NaN)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))

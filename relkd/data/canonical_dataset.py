@@ -1,24 +1,36 @@
 """Read and write a canonical dataset folder (Parquet tables + manifest.json).
 
 Writes go to a temporary sibling folder that is renamed into place only once every table and
-the manifest are complete, so an interrupted import never leaves a half-written dataset, and an
-existing dataset is never overwritten unless asked.
+the manifest are complete (relkd/artifacts/atomic_files.py), so an interrupted import never
+leaves a half-written dataset, and an existing dataset is never overwritten unless asked.
+Readers call :meth:`CanonicalDataset.verify` (``table`` does it implicitly) so a table edited
+after its manifest was written is refused instead of silently mixed with artifacts built from
+the original.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from relkd.artifacts.atomic_files import (
+    check_file_record,
+    file_record,
+    move_into_place,
+    staged_folder,
+)
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
-from relkd.data.manifest import MANIFEST_NAME, Manifest, TableEntry, sha256_file
+from relkd.data.manifest import MANIFEST_NAME, Manifest, TableEntry
 from relkd.data.schema import REQUIRED_TABLES, TABLES
 from relkd.errors import DataError
+
+# Files this process has already verified: (path, device, inode, size, mtime_ns) -> sha256.
+# A dataset copied without its mtimes fails the cheap check; this keeps each of the several
+# CanonicalDataset objects one run opens from hashing it again.
+_VERIFIED: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:
@@ -52,6 +64,7 @@ class CanonicalDataset:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.manifest = Manifest.load(self.root)
+        self._verified: dict[str, str] | None = None
 
     @property
     def scheme(self) -> LabelScheme:
@@ -63,10 +76,49 @@ class CanonicalDataset:
     def path(self, name: str) -> Path:
         if name not in self.manifest.tables:
             raise DataError(f"{self.root}: dataset has no {name} table")
-        return self.root / self.manifest.tables[name].file
+        file = str(self.manifest.tables[name].file)
+        if not file or Path(file).name != file or file in (".", ".."):
+            raise DataError(
+                f"{self.root / MANIFEST_NAME}: field tables.{name}.file: {file!r} is not a file "
+                "name inside the dataset folder"
+            )
+        return self.root / file
+
+    def verify(self) -> dict[str, str]:
+        """Check every table file against the manifest; returns table -> verified sha256.
+
+        Size and mtime equal to the recorded ones count as unchanged; otherwise (or for a
+        manifest without them) the file is hashed. The result is cached on the instance.
+        Raises StaleArtifactError naming the file when its content changed, DataError when
+        it is missing.
+        """
+        if self._verified is None:
+            self._verified = {
+                name: self._verify_table(name, entry)
+                for name, entry in sorted(self.manifest.tables.items())
+            }
+        return dict(self._verified)
+
+    def _verify_table(self, name: str, entry: TableEntry) -> str:
+        path = self.path(name)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        key = None
+        if st is not None:
+            key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if _VERIFIED.get(key) == entry.sha256:
+                return entry.sha256
+        digest = check_file_record(path, entry.record(), self.root / MANIFEST_NAME)
+        if key is not None:
+            _VERIFIED[key] = digest
+        return digest
 
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """Read a table (memory-mapped); raises DataError naming the file if it is unreadable."""
+        """Read a table (memory-mapped) of a verified dataset (see :meth:`verify`); raises
+        DataError naming the file if it is unreadable."""
+        self.verify()
         path = self.path(name)
         try:
             return pq.read_table(path, columns=columns, memory_map=True)
@@ -103,9 +155,7 @@ class CanonicalDataset:
         unknown = sorted(set(tables) - set(TABLES))
         if unknown:
             raise DataError(f"dataset {name}: unknown table(s) {unknown}; known: {sorted(TABLES)}")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with staged_folder(root) as staging:
             entries: dict[str, TableEntry] = {}
             for table_name, table in tables.items():
                 table = conform(table, table_name)
@@ -114,7 +164,7 @@ class CanonicalDataset:
                     table, staging / file, row_group_size=row_group_size, compression="zstd"
                 )
                 entries[table_name] = TableEntry(
-                    file=file, rows=table.num_rows, sha256=sha256_file(staging / file)
+                    file=file, rows=table.num_rows, **file_record(staging / file)
                 )
             Manifest(
                 name=name,
@@ -123,10 +173,12 @@ class CanonicalDataset:
                 tables=entries,
                 stats=stats or {},
             ).save(staging)
-            _swap_into_place(staging, root)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            _check_target(shown, root, overwrite)  # again: the target may have changed meanwhile
+            if not move_into_place(staging, root, replace=overwrite):
+                raise DataError(
+                    f"{shown}: was created by another process while writing; pass overwrite to "
+                    "replace it"
+                )
         return cls(shown)
 
 
@@ -149,22 +201,3 @@ def _check_target(shown: Path, root: Path, overwrite: bool) -> None:
         raise DataError(
             f"{shown}: is the working folder or one of its parents; refusing to overwrite it"
         )
-
-
-def _swap_into_place(staging: Path, root: Path) -> None:
-    """Move the finished dataset to ``root``; an old dataset there is moved aside first and
-    restored if the move fails, so there is no moment without a complete dataset on disk."""
-    if root.exists() and not any(root.iterdir()):
-        root.rmdir()
-    if not root.exists():
-        staging.replace(root)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-    backup.rmdir()
-    root.replace(backup)
-    try:
-        staging.replace(root)
-    except BaseException:
-        backup.replace(root)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)

@@ -1,39 +1,46 @@
 """Dataset and artifact manifests: schema version, label scheme, row counts and content hashes.
 
 A manifest is written last, after every table is on disk, so a folder with a manifest is a
-complete dataset; ``relkd data validate`` recomputes each hash to catch edits and corruption.
+complete dataset. Each table entry also records the file's size and mtime so readers can notice
+an in-place edit cheaply (CanonicalDataset.verify); ``relkd data validate`` always recomputes
+every hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from relkd import __version__
+from relkd.artifacts.atomic_files import atomic_write_json, sha256_file
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.schema import SCHEMA_VERSION
 from relkd.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["MANIFEST_NAME", "Manifest", "TableEntry", "sha256_file"]
 
 
 @dataclass
 class TableEntry:
+    """One table file. ``bytes``/``mtime_ns`` (absent in manifests written before they existed)
+    let a reader skip re-hashing an untouched file; without them it hashes the file."""
+
     file: str
     rows: int
     sha256: str
+    bytes: int | None = None
+    mtime_ns: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The entry as an atomic_files record, for ``check_file_record``."""
+        return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields to store; unknown size/mtime are left out so an old manifest saves unchanged."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -48,14 +55,18 @@ class Manifest:
     relkd_version: str = __version__
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tables"] = {name: entry.to_dict() for name, entry in self.tables.items()}
+        return out
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save(self, root: str | Path) -> Path:
+        """Write ``manifest.json`` atomically (synced temp file renamed over the old one)."""
         path = Path(root) / MANIFEST_NAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(path)
+        atomic_write_json(path, self.to_dict())  # same bytes as to_json() + newline
         return path
 
     @classmethod

@@ -228,6 +228,16 @@ class CausalLMTeacher(nn.Module):
 
     # -- inference -----------------------------------------------------------------------
 
+    def decode(self, tokenizer: Any, ids: list[int]) -> str:
+        """Generated ids as text: cut at the end token, whitespace normalised (a WordPiece
+        decode spaces punctuation, which parse_cot tolerates)."""
+        end = self.tokens.end_id
+        if end in ids:
+            ids = ids[: ids.index(end)]
+        if tokenizer is None:
+            return " ".join(map(str, ids))
+        return " ".join(tokenizer.decode(ids, skip_special_tokens=True).split())
+
     @torch.inference_mode()
     def predict(self, batch: dict[str, Any], explain: bool = False) -> Prediction:
         """The mode's inference on a prompt-only batch (see the module docstring). ``explain``

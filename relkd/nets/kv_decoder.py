@@ -39,9 +39,11 @@ def call_lm(
     keep: Any = None,
     params: set[str] | None = None,
 ) -> tuple[torch.Tensor, Any]:
-    """One forward pass; returns (logits, cache). ``keep`` is ``logits_to_keep`` (an int, or a
-    bool mask (B, L) giving flattened (N, V) logits); models without it compute every position
-    and are sliced here, with the same result."""
+    """One forward pass; returns (logits, cache). ``keep`` is ``logits_to_keep`` (an int), or a
+    bool mask (B, L) giving flattened (N, V) logits. A mask is applied to the hidden states
+    right before the output projection (a pre-hook on ``get_output_embeddings()``), which works
+    with every transformers release (native 2-D ``logits_to_keep`` masks are recent); models
+    without either compute every position and are sliced here, with the same result."""
     params = params if params is not None else forward_params(lm)
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
     if position_ids is not None:
@@ -50,12 +52,26 @@ def call_lm(
         kwargs["use_cache"] = True
         if cache is not None:
             kwargs["cache" if "cache" in params else "past_key_values"] = cache
-    native = keep is not None and "logits_to_keep" in params
+    handle = None
+    if isinstance(keep, torch.Tensor):
+        head = base_model(lm).get_output_embeddings()
+        if isinstance(head, nn.Module):
+            mask = keep
+
+            def select(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (args[0][mask], *args[1:])
+
+            handle = head.register_forward_pre_hook(select)
+    native = keep is not None and "logits_to_keep" in params and handle is None
     if native:
         kwargs["logits_to_keep"] = keep
-    out = lm(**kwargs)
+    try:
+        out = lm(**kwargs)
+    finally:
+        if handle is not None:
+            handle.remove()
     logits = out.logits
-    if keep is not None and not native:
+    if keep is not None and not native and handle is None:
         if isinstance(keep, int):
             logits = logits[:, -keep:] if keep else logits
         else:

@@ -6,13 +6,13 @@ so the numbers in metrics.json are exactly the ones logged to TensorBoard.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from lightning_modules.relevance_module import flatten_metrics
+from relkd.artifacts.atomic_files import atomic_write_json
 
 
 def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -82,10 +82,7 @@ class RunReport(L.Callback):
             return
         results: dict[str, Any] = dict(getattr(pl_module, "eval_results", {}))
         payload = {**self.extra, "global_step": self._trained_steps(trainer), **results}
-        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.metrics_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.metrics_path)
+        atomic_write_json(self.metrics_path, payload)
         for split, rows in getattr(pl_module, "eval_predictions", {}).items():
             write_predictions(self.metrics_path.parent / "predictions" / f"{split}.parquet", rows)
         logger = trainer.logger

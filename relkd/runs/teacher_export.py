@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 
+from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.teacher.teacher_adapter import export_teacher
 
 
@@ -37,6 +38,4 @@ class TeacherExport(L.Callback):
                 "cot": m.get("cot"),
             }
         info["parameters"] = pl_module.trainable_counts()
-        tmp = info_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        tmp.replace(info_path)
+        atomic_write_json(info_path, info)

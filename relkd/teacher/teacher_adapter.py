@@ -18,6 +18,7 @@ refuses a base model whose weights differ from the ones the adapter was trained 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -124,6 +125,20 @@ def export_teacher(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def adapter_sha256(adapter_dir: str | Path) -> str:
+    """SHA-256 over every file of an exported teacher (relative path and content hash), so a
+    cache records exactly which weights, tokenizer and manifest judged its pairs."""
+    from relkd.artifacts.atomic_files import sha256_file
+
+    root = Path(adapter_dir)
+    lines = [
+        f"{p.relative_to(root).as_posix()} {sha256_file(p)}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:

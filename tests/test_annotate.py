@@ -1,0 +1,334 @@
+"""`relkd teacher annotate` and the v2 teacher cache on a tiny trained teacher: resume after
+SIGKILL, shards + finalize, fingerprint refusal, checksums, CoT and hidden states, the join."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from datamodules import QueryItemDataModule
+from datamodules.teacher_cache import TeacherCache
+from relkd.cli import main
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.teacher.cache_finalizer import requested_pairs
+from relkd.teacher.cache_writer import Shard, listed_parts
+from tests.conftest import REPO, tiny_overrides
+from tests.teacher_fixtures import run_teacher
+
+
+@pytest.fixture(scope="module")
+def cls_run(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> Path:
+    return run_teacher(tmp_path_factory.mktemp("annotate_cls"), shared_data_root)
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prompt_cache")
+
+
+def annotate(run: Path, out: Path, prompts: Path, *extra: str) -> int:
+    args = ["teacher", "annotate", str(run), "--out", str(out), "--prompt-cache", str(prompts)]
+    return main([*args, "--quiet", *extra])
+
+
+def dataset_of(run: Path) -> Path:
+    return Path(json.loads((run / "adapter" / "relkd_teacher.json").read_text())["dataset"]["root"])
+
+
+def arrays(cache_root: Path) -> dict[str, np.ndarray]:
+    cache = TeacherCache.load(cache_root)
+    return {
+        "pair_id": np.asarray(cache.pair_id),
+        "logits": np.asarray(cache.logits),
+        "probs": np.asarray(cache.probs),
+        "score": np.asarray(cache.score),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(cls_run: Path, prompts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted, unsharded run over the train split."""
+    out = tmp_path_factory.mktemp("reference") / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "train", "--part-size", "16") == 0
+    return out
+
+
+def test_covers_the_request_and_matches_the_teachers_own_predictions(
+    cls_run: Path, prompts: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "test") == 0
+    cache = TeacherCache.load(out, dataset_of(cls_run))
+    test_pairs = requested_pairs(CanonicalDataset(dataset_of(cls_run)), ["test"], False)
+    assert np.array_equal(cache.pair_id, test_pairs)
+    # the run's own evaluation of the test split, written by `relkd teacher train`
+    pred = pq.read_table(cls_run / "predictions" / "test.parquet").to_pydict()
+    by_pid = {p: np.asarray(v) for p, v in zip(pred["pair_id"], pred["probs"], strict=True)}
+    got = np.stack([by_pid[int(p)] for p in cache.pair_id])
+    np.testing.assert_allclose(cache.probs, got, atol=1e-5)
+    np.testing.assert_allclose(cache.probs.sum(1), 1.0, atol=1e-5)
+    assert not cache.has_cot  # a classifier teacher writes no CoT
+
+
+def test_second_identical_run_does_no_work(cls_run: Path, prompts: Path, reference: Path, capsys):
+    before = {p["file"]: p["sha256"] for p in listed_parts(reference)}
+    capsys.readouterr()
+    assert annotate(cls_run, reference, prompts, "--splits", "train", "--part-size", "16") == 0
+    out = capsys.readouterr().out
+    assert " 0 pairs annotated" in out and "already cached" in out
+    assert {p["file"]: p["sha256"] for p in listed_parts(reference)} == before
+
+
+def _parts_committed(shard_file: Path) -> int:
+    try:
+        return len(json.loads(shard_file.read_text())["parts"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
+    cls_run: Path, prompts: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cache"
+    cmd = [
+        sys.executable,
+        "-m",
+        "relkd.cli",
+        "teacher",
+        "annotate",
+        str(cls_run),
+        "--out",
+        str(out),
+        "--prompt-cache",
+        str(prompts),
+        "--splits",
+        "train",
+        "--part-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    shard_file = out / "shards" / "0-of-1.json"
+    total_parts = len(listed_parts(reference))
+    rng = random.Random(0)
+    kills = 0
+    # one kill during start-up, then kills after a random number of further committed parts
+    # plus a random delay, so the kill lands inside batches, part writes and manifest writes
+    for attempt in range(4):
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.2, 1.5))
+        else:
+            target = min(_parts_committed(shard_file) + rng.randint(1, 6), total_parts - 1)
+            deadline = time.monotonic() + 120
+            while _parts_committed(shard_file) < target and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.03))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3
+    assert _parts_committed(shard_file) < total_parts  # the kills did interrupt the work
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got, want = arrays(out), arrays(reference)
+    assert np.array_equal(got["pair_id"], want["pair_id"])  # every pair exactly once
+    assert len(np.unique(got["pair_id"])) == len(got["pair_id"])
+    for name in ("logits", "probs", "score"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    assert not list((out / "parts" / "0-of-1").glob(".tmp-*"))
+
+
+def test_shards_then_finalize_equal_one_unsharded_run(
+    cls_run: Path, prompts: Path, reference: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cache"
+    common = ["--splits", "train", "--part-size", "16"]
+    assert annotate(cls_run, out, prompts, *common, "--shard", "0/2") == 0
+    assert "finalize" in capsys.readouterr().out
+    with pytest.raises(Exception, match="not finalized"):
+        TeacherCache.load(out)
+    assert main(["teacher", "cache", "finalize", str(out)]) == 2
+    assert "shard(s) 1/2 never ran" in capsys.readouterr().err
+    assert annotate(cls_run, out, prompts, *common, "--shard", "1/2") == 0
+    assert main(["teacher", "cache", "finalize", str(out)]) == 0
+    got, want = arrays(out), arrays(reference)
+    assert np.array_equal(got["pair_id"], want["pair_id"])
+    np.testing.assert_allclose(got["probs"], want["probs"], atol=1e-5)
+    # the shards split the pairs between them, about evenly
+    a = Shard(0, 2).select(want["pair_id"]).sum()
+    assert 0.3 < a / len(want["pair_id"]) < 0.7
+
+
+def test_fingerprint_mismatch_is_refused_and_force_writes_beside(
+    cls_run: Path, prompts: Path, reference: Path, capsys
+) -> None:
+    manifest = (reference / "manifest.json").read_bytes()
+    rc = annotate(cls_run, reference, prompts, "--splits", "train", "--hidden", "last")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "another fingerprint" in err and "hidden" in err and "--force" in err
+    assert (reference / "manifest.json").read_bytes() == manifest
+    rc = annotate(cls_run, reference, prompts, "--splits", "test", "--hidden", "last", "--force")
+    assert rc == 0
+    beside = reference.with_name(reference.name + ".v2")
+    cache = TeacherCache.load(beside)
+    assert cache.has_hidden and cache.hidden.dtype == np.float16
+    assert (reference / "manifest.json").read_bytes() == manifest
+
+
+def test_hidden_state_is_the_last_prompt_tokens(cls_run: Path, prompts: Path, tmp_path: Path):
+    from datamodules.prompt_collator import PromptCollator
+    from datamodules.prompt_store import PromptStore
+    from relkd.nets.kv_decoder import base_model
+    from relkd.teacher.teacher_adapter import load_teacher
+
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--hidden", "last") == 0
+    cache = TeacherCache.load(out)
+    teacher = load_teacher(cls_run / "adapter")
+    store_dir = next(p for p in prompts.iterdir() if (p / "manifest.json").is_file())
+    store = PromptStore(store_dir, json.loads((store_dir / "manifest.json").read_text()))
+    rows = np.flatnonzero(np.isin(store.view("pair_id"), cache.pair_id[:3]))
+    batch = PromptCollator(store, with_response=False)(rows)
+    model = base_model(teacher.net.lm)
+    with torch.inference_mode():
+        hs = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=True,
+        ).hidden_states[-1]
+    last = batch["attention_mask"].sum(1) - 1
+    want = hs[torch.arange(len(rows)), last].numpy()
+    got = cache.hidden[cache.align(batch["pair_id"].numpy())].astype(np.float32)
+    np.testing.assert_allclose(got, want, atol=2e-2, rtol=1e-2)
+
+
+def test_flipped_byte_in_a_part_is_named(cls_run: Path, prompts: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--part-size", "32") == 0
+    part = out / listed_parts(out)[1]["file"]
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["teacher", "cache", "finalize", str(out), "--data", str(dataset_of(cls_run))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(part) in err and "sha256" in err and len(err.splitlines()) == 1
+    # resuming refuses too, naming the part, rather than trusting it
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--part-size", "32") == 2
+    assert str(part) in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_cache_is_refused_untouched(
+    cls_run: Path, prompts: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--force") == 2
+    assert "teacher cache" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cot_teacher_writes_parsed_cot(shared_data_root: Path, tmp_path: Path, prompts: Path):
+    run = run_teacher(
+        tmp_path / "t", shared_data_root, preset="cot", **{"teacher.cot.max_new_tokens": 24}
+    )
+    out = tmp_path / "cache"
+    assert annotate(run, out, prompts, "--splits", "val", "--batch-size", "16") == 0
+    cache = TeacherCache.load(out, dataset_of(run))
+    assert cache.has_cot
+    texts = cache.cot(np.arange(cache.rows))
+    assert all(isinstance(t, str) and t for t in texts)
+    parts = listed_parts(out)
+    first = pq.read_table(out / parts[0]["file"]).to_pydict()
+    rows = cache.align(np.asarray(first["pair_id"]))
+    assert cache.cot(rows) == first["cot"]  # offsets + bytes give back the part's strings
+    ok = np.load(out / "final" / "cot_ok.npy")
+    verdict = np.load(out / "final" / "verdict.npy")
+    aspects = cache.aspect_codes
+    # a parsed CoT states every aspect, and its verdict is the label the logits were read for
+    assert (aspects[ok] >= 0).all()
+    np.testing.assert_array_equal(verdict[ok], cache.logits[ok].argmax(1))
+
+
+def test_student_trains_from_an_annotated_cache_with_the_pool(
+    cls_run: Path, prompts: Path, shared_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "train,val,test", "--pool") == 0
+    data = dataset_of(cls_run)
+    cache = TeacherCache.load(out, data)
+    pairs = CanonicalDataset(data).table("pairs", ["pair_id", "label"])
+    assert cache.rows == pairs.num_rows  # every labelled pair and the whole pool
+    assert pc.sum(pc.is_null(pairs["label"])).as_py() > 0
+    dm = QueryItemDataModule(
+        data,
+        str(
+            json.loads((cls_run / "adapter" / "relkd_teacher.json").read_text())["base"][
+                "tokenizer"
+            ]
+        ),
+        cache_dir=tmp_path / "tok",
+        teacher_cache=out,
+        include_unlabeled=True,
+        batch_size=32,
+    )
+    dm.prepare_data()
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    rows = cache.align(batch["pair_id"].numpy())
+    assert (rows >= 0).all() and batch["teacher_mask"].all()
+    np.testing.assert_allclose(batch["teacher_logits"].numpy(), cache.logits[rows])
+    overrides = tiny_overrides(tmp_path / "student", shared_data_root)
+    rc = main(
+        [
+            "train",
+            str(REPO / "experiments" / "quickstart.yaml"),
+            *overrides,
+            f"data.teacher_cache={out}",
+            "data.include_unlabeled=true",
+        ]
+    )
+    assert rc == 0
+
+
+def test_only_prepare_data_hashes_the_cache_under_ddp(
+    cls_run: Path, reference: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Rank 0's prepare_data checks the sha256 of every final file once; setup on the other
+    ranks checks sizes only, so N ranks do not each read the whole cache."""
+    import datamodules.query_item_datamodule as qdm
+    import datamodules.teacher_cache as tc
+
+    hashed: list[str] = []
+    real = tc.sha256_file
+    monkeypatch.setattr(tc, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
+    tok = json.loads((cls_run / "adapter" / "relkd_teacher.json").read_text())["base"]["tokenizer"]
+    kw = dict(cache_dir=tmp_path / "tok", teacher_cache=reference, batch_size=8)
+    rank0 = QueryItemDataModule(dataset_of(cls_run), tok, **kw)
+    rank0.prepare_data()
+    assert any("final" in h for h in hashed)
+    hashed.clear()
+    monkeypatch.setattr(qdm.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(qdm.dist, "get_world_size", lambda: 2)
+    rank1 = QueryItemDataModule(dataset_of(cls_run), tok, **kw)
+    rank1.setup()
+    assert hashed == [] and rank1.teacher is not None and rank1.teacher.rows > 0
