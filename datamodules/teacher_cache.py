@@ -218,8 +218,7 @@ class TeacherCache:
             return cache
         if version != TEACHER_CACHE_VERSION:
             raise DataError(
-                f"{mpath}: schema_version {version} is not one this relkd reads (1, 2); "
-                "re-annotate"
+                f"{mpath}: schema_version {version} is not one this relkd reads (1, 2); re-annotate"
             )
         cache = cls(root, manifest)
         path = cache.path
@@ -284,7 +283,9 @@ class TeacherCache:
             else:
                 size = path.stat().st_size if path.is_file() else -1
                 if size != record["bytes"]:
-                    check_file_record(path, record, mpath)
+                    check_file_record(
+                        path, record, mpath, f"run `relkd teacher cache finalize {self.root}`"
+                    )
         n = int(final["rows"])
         for name in ("pair_id", "logits", "probs", "score", "aspects", "cot_offsets"):
             rows = self._cached(name).shape[0]

@@ -161,7 +161,12 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
         help="cache folder (default: RUN_DIR/teacher_cache/<dataset>)",
     )
     ann.add_argument("--backend", default="hf", help="inference backend (hf)")
-    ann.add_argument("--shard", default="0/1", help="i/n: annotate shard i of n (by pair_id)")
+    ann.add_argument(
+        "--shard",
+        default="0/1",
+        help="i/n: annotate shard i of n (by pair_id); env: from SLURM_ARRAY_TASK_ID/COUNT or "
+        "torchrun's RANK/WORLD_SIZE",
+    )
     ann.add_argument("--batch-size", type=int, default=32)
     ann.add_argument("--part-size", type=int, default=2048, help="pairs per committed part")
     ann.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

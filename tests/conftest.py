@@ -46,3 +46,11 @@ def tiny_overrides(output_dir: Path, data_root: Path, **extra: object) -> list[s
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="session")
+def cot_teacher_run(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> Path:
+    """A tiny `cot` teacher run, trained once per session (teacher and annotate tests)."""
+    from tests.teacher_fixtures import run_teacher
+
+    return run_teacher(tmp_path_factory.mktemp("teacher_cot"), shared_data_root, preset="cot")

@@ -247,10 +247,8 @@ def test_a_folder_that_is_not_a_cache_is_refused_untouched(
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def test_cot_teacher_writes_parsed_cot(shared_data_root: Path, tmp_path: Path, prompts: Path):
-    run = run_teacher(
-        tmp_path / "t", shared_data_root, preset="cot", **{"teacher.cot.max_new_tokens": 24}
-    )
+def test_cot_teacher_writes_parsed_cot(cot_teacher_run: Path, tmp_path: Path, prompts: Path):
+    run = cot_teacher_run
     out = tmp_path / "cache"
     assert annotate(run, out, prompts, "--splits", "val", "--batch-size", "16") == 0
     cache = TeacherCache.load(out, dataset_of(run))
@@ -261,12 +259,57 @@ def test_cot_teacher_writes_parsed_cot(shared_data_root: Path, tmp_path: Path, p
     first = pq.read_table(out / parts[0]["file"]).to_pydict()
     rows = cache.align(np.asarray(first["pair_id"]))
     assert cache.cot(rows) == first["cot"]  # offsets + bytes give back the part's strings
+
+
+def test_cot_rows_stay_aligned_with_their_pairs(
+    cot_teacher_run: Path, tmp_path: Path, prompts: Path, monkeypatch
+) -> None:
+    """The tiny teacher's CoT does not parse yet, so the decode -> parse -> store path is pinned
+    with a teacher whose CoT is a known function of its prompt: after length sorting, batching
+    and finalize, every pair must carry the verdict, aspects and logits of its own prompt."""
+    from datamodules.prompt_store import PromptStore
+    from relkd.data.schema import ASPECT_VALUES, ASPECTS
+    from relkd.nets.causal_lm_teacher import CausalLMTeacher, Prediction
+    from relkd.prompts.cot_template import CotTemplate
+    from relkd.teacher.teacher_adapter import load_teacher
+
+    teacher = load_teacher(cot_teacher_run / "adapter")
+    words = {k: teacher.manifest["label_words"][k] for k in teacher.manifest["labels"]}
+    labels = list(words)
+    tok = teacher.tokenizer
+
+    def choice(ids: np.ndarray) -> tuple[int, dict[str, str]]:
+        c = int(ids.sum()) % len(labels)
+        return c, {a: ASPECT_VALUES[(c + j) % 3] for j, a in enumerate(ASPECTS)}
+
+    def fake_predict(self, batch, explain=False):
+        rows, gen = [], []
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+            c, aspects = choice(ids[mask.bool()].numpy())
+            text, _ = CotTemplate(words).render(aspects, labels[c])
+            gen.append(tok(text, add_special_tokens=False)["input_ids"] + [self.tokens.end_id])
+            rows.append(c)
+        logits = torch.nn.functional.one_hot(torch.tensor(rows), len(labels)).float() * 5
+        return Prediction(logits=logits, generated=gen, verdict_found=torch.ones(len(rows)) > 0)
+
+    monkeypatch.setattr(CausalLMTeacher, "predict", fake_predict)
+    out = tmp_path / "cache"
+    assert annotate(cot_teacher_run, out, prompts, "--splits", "train", "--batch-size", "7") == 0
+    cache = TeacherCache.load(out)
     ok = np.load(out / "final" / "cot_ok.npy")
     verdict = np.load(out / "final" / "verdict.npy")
-    aspects = cache.aspect_codes
-    # a parsed CoT states every aspect, and its verdict is the label the logits were read for
-    assert (aspects[ok] >= 0).all()
-    np.testing.assert_array_equal(verdict[ok], cache.logits[ok].argmax(1))
+    assert ok.all()
+    store_dir = next(
+        p for p in prompts.iterdir() if (p / "manifest.json").is_file() and "-cot-" in p.name
+    )
+    store = PromptStore(store_dir, json.loads((store_dir / "manifest.json").read_text()))
+    offsets, tokens = store.view("prompt_offsets"), store.view("prompt_tokens")
+    where = {int(p): r for r, p in enumerate(store.view("pair_id"))}
+    for i, pid in enumerate(cache.pair_id.tolist()):
+        r = where[pid]
+        c, aspects = choice(np.asarray(tokens[offsets[r] : offsets[r + 1]]))
+        assert verdict[i] == c and cache.logits[i].argmax() == c
+        assert cache.aspect_codes[i].tolist() == [ASPECT_VALUES.index(aspects[a]) for a in ASPECTS]
 
 
 def test_student_trains_from_an_annotated_cache_with_the_pool(
@@ -305,6 +348,7 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
             *overrides,
             f"data.teacher_cache={out}",
             "data.include_unlabeled=true",
+            "trainer.limit_train_batches=20",
         ]
     )
     assert rc == 0
@@ -332,3 +376,25 @@ def test_only_prepare_data_hashes_the_cache_under_ddp(
     rank1 = QueryItemDataModule(dataset_of(cls_run), tok, **kw)
     rank1.setup()
     assert hashed == [] and rank1.teacher is not None and rank1.teacher.rows > 0
+
+
+def test_shard_from_a_slurm_array_or_torchrun(monkeypatch) -> None:
+    from relkd.errors import DataError
+
+    for key in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(DataError, match="--shard env"):
+        Shard.parse("env")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert Shard.parse("env") == Shard(3, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "8")
+    assert Shard.parse("env") == Shard(1, 8)
+    for bad in ("2/2", "1", "a/b", "-1/3"):
+        with pytest.raises(DataError, match="--shard"):
+            Shard.parse(bad)
+    # every pair lands in exactly one of n shards
+    ids = np.arange(10_000, dtype=np.int64) * 7 + 11
+    hits = sum(Shard(i, 5).select(ids).astype(int) for i in range(5))
+    assert (hits == 1).all()

@@ -84,8 +84,8 @@ def test_train_and_teacher_train_refuse_each_others_task(tmp_path: Path, capsys)
     assert "task is 'student'" in capsys.readouterr().err
 
 
-def test_cot_teacher_reports_parse_rate_and_aspect_accuracy(tmp_path, shared_data_root) -> None:
-    run = run_teacher(tmp_path, shared_data_root, preset="cot")
+def test_cot_teacher_reports_parse_rate_and_aspect_accuracy(cot_teacher_run: Path) -> None:
+    run = cot_teacher_run
     metrics = json.loads((run / "metrics.json").read_text())
     cot = metrics["test"]["cot"]
     assert 0.0 <= cot["parse_rate"] <= 1.0 and "verdict_cue_rate" in cot

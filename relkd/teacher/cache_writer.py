@@ -65,6 +65,10 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
+        """``i/n``, or ``env``: the SLURM array task (SLURM_ARRAY_TASK_ID of
+        SLURM_ARRAY_TASK_COUNT) or the torchrun process (RANK of WORLD_SIZE)."""
+        if text == "env":
+            return cls.from_env()
         try:
             i, n = (int(x) for x in text.split("/"))
         except ValueError:
@@ -72,6 +76,17 @@ class Shard:
         if n < 1 or not 0 <= i < n:
             raise DataError(f"--shard {text!r}: need 0 <= i < n")
         return cls(i, n)
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        env = os.environ
+        for i, n in (("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"), ("RANK", "WORLD_SIZE")):
+            if i in env and n in env:
+                return cls.parse(f"{env[i]}/{env[n]}")
+        raise DataError(
+            "--shard env: set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (a SLURM array "
+            "starting at 0) or RANK and WORLD_SIZE (torchrun), or pass --shard i/n"
+        )
 
     @property
     def name(self) -> str:

@@ -11,6 +11,7 @@ is used where the device runs it natively (CUDA with bf16 support), float32 else
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,8 +31,13 @@ POOLINGS = ("none", "last", "mean")
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto``: the GPU of this process's LOCAL_RANK (torchrun, one shard per GPU), else CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device(
+            "cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()
+        )
     try:
         return torch.device(device)
     except RuntimeError as exc:
