@@ -277,14 +277,15 @@ def run(args: argparse.Namespace) -> int:
         from relkd.teacher.annotate_runner import annotate, options_from_args
 
         res = annotate(options_from_args(args))
+        if res.finalized:
+            tail = "; finalized"
+        elif args.limit is not None:
+            tail = "; not finalized (--limit covers part of the request)"
+        else:
+            tail = "; run `relkd teacher cache finalize` when every shard is done"
         print(
             f"{res.cache}: {res.annotated} pairs annotated ({res.pairs_per_s:.1f} pairs/s), "
-            f"{res.skipped} already cached, {res.requested} requested"
-            + (
-                "; finalized"
-                if res.finalized
-                else "; run `relkd teacher cache finalize` when every shard is done"
-            )
+            f"{res.skipped} already cached, {res.requested} requested{tail}"
         )
         return 0
     if args.cmd == "teacher" and args.teacher_cmd == "cache":

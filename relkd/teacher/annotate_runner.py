@@ -74,6 +74,11 @@ class AnnotateResult:
 
 
 def options_from_args(args: Any) -> AnnotateOptions:
+    for name in ("batch_size", "part_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be >= 1")
     return AnnotateOptions(
         run_dir=args.run_dir,
         data=args.data,
