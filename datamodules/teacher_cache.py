@@ -31,13 +31,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from relkd import __version__
-from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
+from relkd.artifacts.atomic_files import (
+    atomic_write_json,
+    check_replaceable,
+    move_into_place,
+    staged_folder,
+)
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.manifest import Manifest, sha256_file
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
+from relkd.teacher.cache_writer import fixed_list, read_cache_manifest
 
 TEACHER_CACHE_KIND = "teacher_cache"
 TEACHER_CACHE_VERSION = 1  # what ``write`` writes; ``load`` also reads v2
@@ -70,11 +76,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
 class TeacherCache:
@@ -145,8 +146,8 @@ class TeacherCache:
         probs = _softmax(lg.astype(np.float64))
         columns: dict[str, pa.Array] = {
             "pair_id": pa.array(pid, pa.int64()),
-            "logits": _fixed_list(lg),
-            "probs": _fixed_list(probs),
+            "logits": fixed_list(lg.astype(np.float32), pa.float32()),
+            "probs": fixed_list(probs.astype(np.float32), pa.float32()),
             "score": pa.array(scheme.expected_score(probs).astype(np.float32), pa.float32()),
         }
         if cot is not None:
@@ -204,11 +205,7 @@ class TeacherCache:
         """
         root = Path(root)
         mpath = root / MANIFEST
-        manifest = read_manifest_file(mpath, f"missing; is {root} a teacher cache folder?")
-        if manifest.get("kind") != TEACHER_CACHE_KIND:
-            raise DataError(
-                f"{mpath}: kind is {manifest.get('kind')!r}, not {TEACHER_CACHE_KIND!r}"
-            )
+        manifest = read_cache_manifest(root)
         version = manifest.get("schema_version")
         if version == 2:
             cache = cls(root, manifest)
@@ -489,14 +486,8 @@ def _check_replaceable(root: Path) -> None:
         kind = read_manifest_file(root / MANIFEST, "missing").get("kind")
     except DataError:
         kind = None
-    if not root.is_dir() or kind != TEACHER_CACHE_KIND:
-        raise DataError(
-            f"{root}: is not a relkd teacher cache (no {MANIFEST} of kind {TEACHER_CACHE_KIND!r}); "
-            "refusing to delete it to overwrite"
-        )
-    cwd = Path.cwd().resolve()
-    if root.resolve() == cwd or root.resolve() in cwd.parents:
-        raise DataError(f"{root}: is the working folder or one of its parents; refusing")
+    what = f"relkd teacher cache (no {MANIFEST} of kind {TEACHER_CACHE_KIND!r})"
+    check_replaceable(root, root, kind == TEACHER_CACHE_KIND, what)
 
 
 def _aspect_arrays(

@@ -180,6 +180,21 @@ def move_into_place(staging: Path, root: Path, replace: bool = False) -> bool:
     return True
 
 
+def check_replaceable(root: Path, shown: Path, owned: bool, what: str) -> None:
+    """Refuse to replace ``root`` unless it is ``owned`` (a folder of the artifact kind being
+    written, e.g. it has that kind's manifest) and is not the working folder or one of its
+    parents. ``shown`` is the path as the user gave it, for the message."""
+    if not root.is_dir():
+        raise DataError(f"{shown}: exists and is not a folder")
+    if not owned:
+        raise DataError(f"{shown}: is not a {what}; refusing to delete it to overwrite")
+    resolved, cwd = root.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise DataError(
+            f"{shown}: is the working folder or one of its parents; refusing to overwrite it"
+        )
+
+
 def file_record(path: str | Path) -> dict[str, Any]:
     """``{"bytes", "mtime_ns", "sha256"}`` of a file, for :func:`check_file_record`."""
     st = Path(path).stat()

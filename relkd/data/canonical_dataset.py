@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from relkd.artifacts.atomic_files import (
     check_file_record,
+    check_replaceable,
     file_record,
     move_into_place,
     staged_folder,
@@ -186,18 +187,9 @@ def _check_target(shown: Path, root: Path, overwrite: bool) -> None:
     """Refuse to replace anything but an existing relkd dataset, and never the working folder."""
     if not root.exists():
         return
-    if not root.is_dir():
-        raise DataError(f"{shown}: exists and is not a folder")
-    if not any(root.iterdir()):
+    if root.is_dir() and not any(root.iterdir()):
         return
-    if not overwrite:
+    if root.is_dir() and not overwrite:
         raise DataError(f"{shown}: already exists and is not empty; pass overwrite to replace it")
-    if not (root / MANIFEST_NAME).is_file():
-        raise DataError(
-            f"{shown}: is not a relkd dataset (no {MANIFEST_NAME}); refusing to delete it to overwrite"
-        )
-    cwd = Path.cwd().resolve()
-    if root == cwd or root in cwd.parents:
-        raise DataError(
-            f"{shown}: is the working folder or one of its parents; refusing to overwrite it"
-        )
+    owned = (root / MANIFEST_NAME).is_file()
+    check_replaceable(root, shown, owned, f"relkd dataset (no {MANIFEST_NAME})")

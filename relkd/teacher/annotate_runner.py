@@ -122,10 +122,20 @@ def _dataset_dir(opts: AnnotateOptions, manifest: dict[str, Any], adapter: Path)
     return Path(recorded)
 
 
-def build_annotator(
-    opts: AnnotateOptions,
-) -> tuple[Annotator, Any, CanonicalDataset, dict[str, Any]]:
-    """The backend, its prompt store, the verified dataset and the cache fingerprint."""
+@dataclass
+class AnnotateSetup:
+    """What a run annotates with: the backend over its prompt store, the verified dataset, the
+    exported teacher folder and the cache fingerprint."""
+
+    annotator: Annotator
+    store: Any
+    dataset: CanonicalDataset
+    adapter: Path
+    fingerprint: dict[str, Any]
+
+
+def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
+    """Load the teacher, verify the dataset, render the prompts and fingerprint the run."""
     from datamodules.prompt_store import PromptStore
     from relkd.teacher.hf_annotator import HFAnnotator
     from relkd.teacher.teacher_adapter import adapter_sha256, load_teacher, read_manifest
@@ -173,7 +183,7 @@ def build_annotator(
             "tables": {t: tables[t] for t in sorted(read)},
         },
     }
-    return annotator, store, dataset, fingerprint
+    return AnnotateSetup(annotator, store, dataset, adapter, fingerprint)
 
 
 def select_rows(store: Any, splits: tuple[str, ...], pool: bool, shard: Shard) -> np.ndarray:
@@ -196,7 +206,8 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
     from relkd.teacher.cache_finalizer import finalize_cache
 
     t0 = time.perf_counter()
-    annotator, store, dataset, fp = build_annotator(opts)
+    setup = build_annotator(opts)
+    annotator, store, dataset, fp = setup.annotator, setup.store, setup.dataset, setup.fingerprint
     out = opts.out or (opts.run_dir / "teacher_cache" / dataset.root.name)
     writer = TeacherCacheWriter.open(
         out,
@@ -207,7 +218,7 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
             "label_scheme": fp["label_scheme"],
             "labels": list(get_label_scheme(fp["label_scheme"]).labels),
             "dataset": {"name": dataset.manifest.name, "root": str(dataset.root)},
-            "teacher": str(adapter_dir(opts.run_dir)),
+            "teacher": str(setup.adapter),
         },
     )
     rows = select_rows(store, opts.splits, opts.pool, opts.shard)

@@ -316,10 +316,10 @@ def part_table(ann: Annotation) -> pa.Table:
     n = len(ann)
     cols: dict[str, pa.Array] = {
         "pair_id": pa.array(ann.pair_id, pa.int64()),
-        "logits": _fixed(ann.logits.astype(np.float32), pa.float32()),
-        "probs": _fixed(ann.probs.astype(np.float32), pa.float32()),
+        "logits": fixed_list(ann.logits.astype(np.float32), pa.float32()),
+        "probs": fixed_list(ann.probs.astype(np.float32), pa.float32()),
         "score": pa.array(ann.score.astype(np.float32), pa.float32()),
-        "aspects": _fixed(ann.aspects.astype(np.int8), pa.int8()),
+        "aspects": fixed_list(ann.aspects.astype(np.int8), pa.int8()),
         "verdict": pa.array(ann.verdict.astype(np.int8), pa.int8()),
         "cot_ok": pa.array(ann.cot_ok.astype(bool), pa.bool_()),
         "cot": pa.array(ann.cot, pa.string()) if ann.cot is not None else pa.nulls(n, pa.string()),
@@ -334,6 +334,7 @@ def part_table(ann: Annotation) -> pa.Table:
     return pa.table(cols)
 
 
-def _fixed(values: np.ndarray, typ: pa.DataType) -> pa.FixedSizeListArray:
+def fixed_list(values: np.ndarray, typ: pa.DataType) -> pa.FixedSizeListArray:
+    """A [N, K] array as an Arrow fixed_size_list<typ>[K] column."""
     values = np.ascontiguousarray(values)
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), typ), values.shape[1])
