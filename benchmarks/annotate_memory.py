@@ -7,7 +7,8 @@ with a v1 cache (one Parquet file) and once with a finalized v2 cache (memory-ma
 arrays and CoT bytes), the same ~1M pairs with a CoT string each in both caches. For every
 process (rank main and its workers) we report:
 
-* peak RSS (``VmHWM``, the kernel's high-water mark; the rank's own ``ru_maxrss`` agrees): the
+* peak RSS (``VmHWM``, the kernel's high-water mark; ``ru_maxrss`` is not used: a child
+  started from this launcher inherits the launcher's peak across exec): the
   naive "sum of RSS" figure, which counts a page shared by six processes six times;
 * PSS at a synchronised snapshot (all ranks done iterating, workers still alive), from
   ``/proc/<pid>/smaps_rollup``: every shared page divided among the processes mapping it, so

@@ -480,6 +480,21 @@ class TeacherCache:
         return f"TeacherCache({str(self.root)!r}, rows={self.rows}, scheme={self.manifest['label_scheme']!r})"
 
 
+def cache_identity(root: str | Path) -> dict[str, Any]:
+    """What a run records of the teacher cache it reads (run_info.json): the folder, its format,
+    its fingerprint hash (v2) or file hash (v1) and its rows."""
+    manifest = read_cache_manifest(Path(root))
+    final = manifest.get("finalized") or {}
+    return {
+        "root": str(root),
+        "schema_version": manifest.get("schema_version"),
+        "fingerprint_sha256": manifest.get("fingerprint_sha256"),
+        "sha256": manifest.get("sha256"),
+        "rows": final.get("rows", manifest.get("rows")),
+        "parts_digest": final.get("parts_digest"),
+    }
+
+
 def _check_replaceable(root: Path) -> None:
     """``overwrite`` replaces a teacher cache only: any other folder is refused untouched."""
     try:

@@ -352,6 +352,10 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
         ]
     )
     assert rc == 0
+    info = json.loads(next((tmp_path / "student").glob("*/version_*/run_info.json")).read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert info["teacher_cache"]["fingerprint_sha256"] == manifest["fingerprint_sha256"]
+    assert info["teacher_cache"]["rows"] == cache.rows
 
 
 def test_only_prepare_data_hashes_the_cache_under_ddp(

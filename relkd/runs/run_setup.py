@@ -41,10 +41,19 @@ def _student(
     from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
     spec = encoder_spec(cfg, data_dir)
+    info: dict[str, Any] = {
+        "encoder": spec.name,
+        "tokenizer": spec.tokenizer,
+        "pretrained": spec.pretrained,
+    }
+    if cfg.data.teacher_cache:
+        from datamodules.teacher_cache import cache_identity
+
+        info["teacher_cache"] = cache_identity(cfg.data.teacher_cache)
     return RunSetup(
         datamodule=build_datamodule(cfg, data_dir, spec),
         module=build_student(cfg, spec, dataset.scheme, eval_splits),
-        info={"encoder": spec.name, "tokenizer": spec.tokenizer, "pretrained": spec.pretrained},
+        info=info,
         name=str(cfg.model.encoder),
     )
 
