@@ -1,11 +1,12 @@
-"""The one helper every relkd artifact folder is built and opened with.
+"""The base class of every relkd artifact folder built in one go from known inputs.
 
 An artifact (tokenized store, prompt store, ...) is a folder whose contents are a pure function
 of recorded *inputs* (dataset table hashes, tokenizer, template hash, settings). Its
 ``manifest.json`` holds ``kind``, ``version``, the inputs, their ``fingerprint`` and the size
 of every file, and is written last, inside a staging folder that is renamed into place
-(relkd/artifacts/atomic_files.py), so a folder with a manifest is always complete. Opening verifies kind, version, inputs and file sizes;
-an artifact built from other inputs raises StaleArtifactError and is never rebuilt silently.
+(relkd/artifacts/atomic_files.py, shared with the dataset and the teacher cache), so a folder
+with a manifest is always complete. Opening verifies kind, version, inputs and file sizes; an
+artifact built from other inputs raises StaleArtifactError and is never rebuilt silently.
 """
 
 from __future__ import annotations

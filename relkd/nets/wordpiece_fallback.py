@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
 from relkd.data.canonical_dataset import CanonicalDataset
 
 TEXT_FIELDS = ("title", "brand", "color", "product_type", "description")
@@ -64,8 +65,8 @@ def wordpiece_tokenizer(
             "mask_token": "[MASK]",
         }
     )
-    tmp = out.with_name(out.name + ".tmp")
-    fast.save_pretrained(tmp)
-    (tmp / "relkd_fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n")
-    tmp.replace(out)
+    with staged_folder(out) as staging:
+        fast.save_pretrained(staging)
+        atomic_write_json(staging / "relkd_fingerprint.json", fingerprint)
+        move_into_place(staging, out)  # False: a concurrent builder's identical copy won
     return str(out)

@@ -22,7 +22,6 @@ import collections
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from datamodules.pair_arrays import PairArrays
 from datamodules.prompt_store import special_ids
+from relkd.artifacts.atomic_files import atomic_write, atomic_write_json
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError, DataError
@@ -230,16 +230,14 @@ def write_cot(
         "settings": settings.__dict__,
         "counts": counts,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in results:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    side = out.with_name(out.name + ".manifest.json")
-    side_tmp = side.with_name(side.name + ".tmp")
-    side_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
-    os.replace(side_tmp, side)
+
+    def write_rows(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in results:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    atomic_write(out, write_rows)
+    atomic_write_json(out.with_name(out.name + ".manifest.json"), manifest)
     return counts
 
 

@@ -19,9 +19,6 @@ refuses a base model whose weights differ from the ones the adapter was trained 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from typing import Any
 import torch
 
 from relkd import __version__
+from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name
@@ -60,9 +58,7 @@ def export_teacher(
     from relkd.nets.kv_decoder import base_model
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         lm = module.net.lm
         if finetune == "lora":
             lm.save_pretrained(staging)
@@ -112,18 +108,8 @@ def export_teacher(
             "parameters": module.trainable_counts(),
             **(extra or {}),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            old.rmdir()
-            out.replace(old)
-            staging.replace(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.replace(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        atomic_write_json(staging / MANIFEST, manifest)
+        move_into_place(staging, out, replace=True)  # the run's own export: replaced whole
     return out
 
 
