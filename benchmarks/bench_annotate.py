@@ -48,7 +48,7 @@ from relkd.data.label_scheme import get_label_scheme  # noqa: E402
 from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset  # noqa: E402
 from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens  # noqa: E402
 from relkd.teacher.hf_annotator import HFAnnotator, resolve_device  # noqa: E402
-from relkd.teacher.teacher_adapter import LoadedTeacher  # noqa: E402
+from relkd.teacher.teacher_adapter import ExportedTeacher, LoadedTeacher  # noqa: E402
 
 WORDS = {
     "Exact": "exact",
@@ -124,6 +124,7 @@ def make_teacher(lm: torch.nn.Module, tokenizer: Any, mode: str, budget: int) ->
         "labels": list(WORDS),
         "label_words": WORDS,
         "aggregation": "verdict",
+        "max_new_tokens": budget,
     }
     return LoadedTeacher(net, tokenizer, manifest, spec, None)
 
@@ -262,8 +263,10 @@ def main() -> None:
         teacher = make_teacher(lm, tokenizer, mode, args.budget)
         spec = teacher.prompt_spec
         store = PromptStore.open_or_build(data, tokenizer, spec, cache_dir=args.workdir / "prompts")
+        exported = ExportedTeacher(data, teacher.manifest, tokenizer, spec)
         annotator = HFAnnotator(
-            teacher,
+            exported,
+            lambda teacher=teacher: teacher,
             store,
             scheme,
             "bench",

@@ -82,7 +82,15 @@ def test_covers_the_request_and_matches_the_teachers_own_predictions(
     assert not cache.has_cot  # a classifier teacher writes no CoT
 
 
-def test_second_identical_run_does_no_work(cls_run: Path, prompts: Path, reference: Path, capsys):
+def test_second_identical_run_does_no_work(
+    cls_run: Path, prompts: Path, reference: Path, capsys, monkeypatch
+):
+    import relkd.teacher.teacher_adapter as adapter
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a run with nothing to annotate loaded the teacher's weights")
+
+    monkeypatch.setattr(adapter, "load_teacher", no_load)
     before = {p["file"]: p["sha256"] for p in listed_parts(reference)}
     capsys.readouterr()
     assert annotate(cls_run, reference, prompts, "--splits", "train", "--part-size", "16") == 0

@@ -138,12 +138,13 @@ def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
     """Load the teacher, verify the dataset, render the prompts and fingerprint the run."""
     from datamodules.prompt_store import PromptStore
     from relkd.teacher.hf_annotator import HFAnnotator
-    from relkd.teacher.teacher_adapter import adapter_sha256, load_teacher, read_manifest
+    from relkd.teacher.teacher_adapter import adapter_sha256, load_teacher, read_teacher
 
     if opts.backend not in BACKENDS:
         raise ConfigError(f"--backend {opts.backend!r}: available backends are {BACKENDS}")
     adapter = adapter_dir(opts.run_dir)
-    manifest = read_manifest(adapter)
+    exported = read_teacher(adapter)
+    manifest = exported.manifest
     dataset = CanonicalDataset(_dataset_dir(opts, manifest, adapter))
     tables = dataset.verify()
     scheme = get_label_scheme(dataset.manifest.label_scheme)
@@ -152,16 +153,16 @@ def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
             f"{adapter / 'relkd_teacher.json'}: the teacher's labels {manifest['labels']} are not "
             f"the dataset's {list(scheme.labels)} ({dataset.root})"
         )
-    teacher = load_teacher(adapter)
     # responses are never fed at inference; the rule-based ones need no CoT file
     spec = replace(
-        teacher.prompt_spec, labelled_only=not opts.pool, cot_source="rules", cot_file=None
+        exported.prompt_spec, labelled_only=not opts.pool, cot_source="rules", cot_file=None
     )
     store = PromptStore.open_or_build(
-        dataset.root, teacher.tokenizer, spec, cache_dir=opts.cache_dir
+        dataset.root, exported.tokenizer, spec, cache_dir=opts.cache_dir
     )
     annotator = HFAnnotator(
-        teacher,
+        exported,
+        lambda: load_teacher(adapter),
         store,
         scheme,
         adapter_sha256(adapter),

@@ -12,6 +12,7 @@ is used where the device runs it natively (CUDA with bf16 support), float32 else
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,10 +22,11 @@ from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptStore
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
+from relkd.nets.causal_lm_teacher import CausalLMTeacher
 from relkd.nets.kv_decoder import base_model
 from relkd.prompts.cot_template import parse_cot
 from relkd.teacher.annotator import Annotation, Annotator, empty_aspects, teacher_distribution
-from relkd.teacher.teacher_adapter import LoadedTeacher
+from relkd.teacher.teacher_adapter import ExportedTeacher, LoadedTeacher
 
 PRECISIONS = ("auto", "bf16", "fp32")
 POOLINGS = ("none", "last", "mean")
@@ -98,8 +100,12 @@ class _HiddenPool:
 class HFAnnotator(Annotator):
     """Annotate with a teacher exported by ``relkd teacher train`` (see teacher_adapter.py).
 
+    The weights are loaded on the first ``annotate`` call, not before: a re-run whose pairs are
+    all cached fingerprints the teacher from its manifest and never loads (or hashes) a model.
+
     Args:
-        teacher: the loaded teacher (``load_teacher``).
+        exported: the teacher's manifest, tokenizer and prompt settings (``read_teacher``).
+        load: loads the teacher's weights (``load_teacher``), called once, when first needed.
         store: the prompt store the rows index (built with the teacher's prompt settings).
         scheme: the label scheme of the teacher's labels.
         adapter_sha256: hash of the exported teacher folder (fingerprinted).
@@ -116,7 +122,8 @@ class HFAnnotator(Annotator):
 
     def __init__(
         self,
-        teacher: LoadedTeacher,
+        exported: ExportedTeacher,
+        load: Callable[[], LoadedTeacher],
         store: PromptStore,
         scheme: LabelScheme,
         adapter_sha256: str,
@@ -132,7 +139,8 @@ class HFAnnotator(Annotator):
             raise ConfigError(f"--hidden {hidden!r}: choose one of {POOLINGS}")
         if batch_size < 1:
             raise ConfigError("--batch-size must be >= 1")
-        self.teacher = teacher
+        self.exported = exported
+        self._load = load
         self.store = store
         self.scheme = scheme
         self.adapter_sha256 = adapter_sha256
@@ -140,18 +148,31 @@ class HFAnnotator(Annotator):
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.hidden = hidden
-        self.net = teacher.net.to(self.device, dtype=self.dtype).eval()
-        if max_new_tokens is not None:
-            self.net.max_new_tokens = int(max_new_tokens)
-        self.mode = self.net.mode
+        m = exported.manifest
+        self.mode = str(m["mode"])
+        self.max_new_tokens = int(max_new_tokens or m["max_new_tokens"])
         self.write_cot = bool(cot) and self.mode != "classifier"
         self.collate = PromptCollator(store, with_response=False)
         self.lengths = store.prompt_lengths()
-        self.label_words = dict(teacher.manifest["label_words"])
-        self._pool = _HiddenPool(self.net.lm, hidden) if hidden != "none" else None
+        self.label_words = dict(m["label_words"])
+        self.aggregation = m.get("aggregation", "verdict")
+        self.aggregator = exported.aggregator
+        self._net: CausalLMTeacher | None = None
+        self._pool: _HiddenPool | None = None
+
+    @property
+    def net(self) -> CausalLMTeacher:
+        """The teacher on its device, loaded on first use."""
+        if self._net is None:
+            net = self._load().net.to(self.device, dtype=self.dtype).eval()
+            net.max_new_tokens = self.max_new_tokens
+            if self.hidden != "none":
+                self._pool = _HiddenPool(net.lm, self.hidden)
+            self._net = net
+        return self._net
 
     def identity(self) -> dict[str, Any]:
-        m = self.teacher.manifest
+        m = self.exported.manifest
         base = m["base"]
         inputs = self.store.manifest["inputs"]
         return {
@@ -180,7 +201,7 @@ class HFAnnotator(Annotator):
             "backend": self.name,
             "decoding": "greedy",
             "write_cot": self.write_cot,
-            "max_new_tokens": self.net.max_new_tokens if self.mode != "classifier" else 0,
+            "max_new_tokens": self.max_new_tokens if self.mode != "classifier" else 0,
             "precision": str(self.dtype).removeprefix("torch."),
             "hidden": self.hidden,
         }
@@ -199,6 +220,7 @@ class HFAnnotator(Annotator):
         return Annotation.concat(parts).take(inverse)
 
     def _batch(self, rows: np.ndarray) -> Annotation:
+        net = self.net
         batch = self.collate(rows)
         dev = {
             k: v.to(self.device, non_blocking=True)
@@ -208,7 +230,7 @@ class HFAnnotator(Annotator):
         if self._pool is not None:
             self._pool.reset()
         explain = self.write_cot and self.mode == "multitask"
-        pred = self.net.predict(dev, explain=explain)
+        pred = net.predict(dev, explain=explain)
         logits = pred.logits.float().cpu().numpy()
         aspect_logits = (
             None if pred.aspect_logits is None else pred.aspect_logits.float().cpu().numpy()
@@ -217,8 +239,8 @@ class HFAnnotator(Annotator):
             logits,
             aspect_logits,
             self.scheme,
-            self.teacher.manifest.get("aggregation", "verdict"),
-            self.teacher.aggregator,
+            self.aggregation,
+            self.aggregator,
         )
         n = len(rows)
         aspects = empty_aspects(n)
@@ -228,7 +250,7 @@ class HFAnnotator(Annotator):
         if aspect_logits is not None:
             aspects[:] = aspect_logits.argmax(-1)
         if pred.generated is not None and self.write_cot:
-            cot = [self.net.decode(self.teacher.tokenizer, ids) for ids in pred.generated]
+            cot = [net.decode(self.exported.tokenizer, ids) for ids in pred.generated]
             labels = list(self.scheme.labels)
             for i, text in enumerate(cot):
                 parsed = parse_cot(text, self.label_words, require_verdict=self.mode != "multitask")

@@ -141,6 +141,22 @@ def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:
 
 
 @dataclass
+class ExportedTeacher:
+    """What an exported teacher says about itself without loading its weights: the manifest,
+    the tokenizer and the prompt settings (the template checked against this relkd's)."""
+
+    root: Path
+    manifest: dict[str, Any]
+    tokenizer: Any
+    prompt_spec: Any
+
+    @property
+    def aggregator(self) -> AspectAggregator | None:
+        agg = self.manifest.get("aggregator")
+        return None if agg is None else AspectAggregator.from_dict(agg)
+
+
+@dataclass
 class LoadedTeacher:
     net: CausalLMTeacher
     tokenizer: Any
@@ -149,16 +165,47 @@ class LoadedTeacher:
     aggregator: AspectAggregator | None
 
 
+def read_teacher(adapter_dir: str | Path) -> ExportedTeacher:
+    """The manifest, tokenizer and prompt settings of an exported teacher (cheap: no weights).
+    Raises StaleArtifactError when this relkd renders another prompt template."""
+    from transformers import AutoTokenizer
+
+    from datamodules.prompt_store import PromptSpec
+
+    adapter_dir = Path(adapter_dir)
+    manifest = read_manifest(adapter_dir)
+    tok_dir = adapter_dir / "tokenizer"
+    tokenizer = AutoTokenizer.from_pretrained(
+        tok_dir if tok_dir.is_dir() else manifest["base"]["tokenizer"]
+    )
+    saved = manifest["prompt_spec"]
+    prompt_spec = PromptSpec(
+        **{
+            **saved,
+            "item_fields": tuple(saved["item_fields"]),
+            # JSON sorted the keys; label order is the scheme's (it orders the verdict tokens)
+            "label_words": {label: saved["label_words"][label] for label in manifest["labels"]},
+        }
+    )
+    template = prompt_spec.template()
+    if template.sha256 != manifest["template"]["sha256"]:
+        raise StaleArtifactError(
+            f"{adapter_dir / MANIFEST}: prompt template {manifest['template']['sha256'][:12]} was "
+            f"used in training, this relkd renders {template.sha256[:12]}"
+        )
+    return ExportedTeacher(adapter_dir, manifest, tokenizer, prompt_spec)
+
+
 def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTeacher:
     """Rebuild an exported teacher (eval mode, CPU). Raises StaleArtifactError when the base
     model's weight files no longer hash to the recorded SHA-256."""
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from datamodules.prompt_store import PromptSpec, special_ids
+    from datamodules.prompt_store import special_ids
 
-    adapter_dir = Path(adapter_dir)
-    manifest = read_manifest(adapter_dir)
+    exported = read_teacher(adapter_dir)
+    adapter_dir, manifest, tokenizer = exported.root, exported.manifest, exported.tokenizer
     b = manifest["base"]
     spec = CausalLMSpec(
         name=b["name"],
@@ -176,8 +223,6 @@ def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTea
                 f"{str(have)[:12]} != {b['weights_sha256'][:12]} recorded when the adapter was "
                 "trained; point at the original base model"
             )
-    tok_dir = adapter_dir / "tokenizer"
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir if tok_dir.is_dir() else spec.tokenizer)
     if manifest["finetune"] == "full":
         lm = AutoModelForCausalLM.from_pretrained(
             adapter_dir / "model", trust_remote_code=spec.trust_remote_code
@@ -193,29 +238,14 @@ def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTea
             if unexpected:
                 raise DataError(f"{adapter_dir / new['file']}: unknown weights {unexpected[:3]}")
         lm = PeftModel.from_pretrained(base, adapter_dir)
-    saved = manifest["prompt_spec"]
-    prompt_spec = PromptSpec(
-        **{
-            **saved,
-            "item_fields": tuple(saved["item_fields"]),
-            # JSON sorted the keys; label order is the scheme's (it orders the verdict tokens)
-            "label_words": {label: saved["label_words"][label] for label in manifest["labels"]},
-        }
-    )
-    template = prompt_spec.template()
-    if template.sha256 != manifest["template"]["sha256"]:
-        raise StaleArtifactError(
-            f"{adapter_dir / MANIFEST}: prompt template {manifest['template']['sha256'][:12]} was "
-            f"used in training, this relkd renders {template.sha256[:12]}"
-        )
     ids = special_ids(tokenizer)
+    template = exported.prompt_spec.template()
     tokens = TeacherTokens.of(tokenizer, template, ids["end_id"], ids["pad_id"])
     net = CausalLMTeacher(lm, tokens, manifest["mode"], manifest["max_new_tokens"]).eval()
-    agg = manifest.get("aggregator")
     return LoadedTeacher(
         net=net,
         tokenizer=tokenizer,
         manifest=manifest,
-        prompt_spec=prompt_spec,
-        aggregator=None if agg is None else AspectAggregator.from_dict(agg),
+        prompt_spec=exported.prompt_spec,
+        aggregator=exported.aggregator,
     )
