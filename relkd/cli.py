@@ -195,6 +195,8 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
     )
     fin.add_argument("cache", type=Path)
     fin.add_argument("--data", type=Path, default=None, help="dataset folder (default: recorded)")
+    stat = csub.add_parser("status", help="shards, committed pairs and finalize state of a cache")
+    stat.add_argument("cache", type=Path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +289,11 @@ def run(args: argparse.Namespace) -> int:
             f"{res.cache}: {res.annotated} pairs annotated ({res.pairs_per_s:.1f} pairs/s), "
             f"{res.skipped} already cached, {res.requested} requested{tail}"
         )
+        return 0
+    if args.cmd == "teacher" and args.teacher_cmd == "cache" and args.cache_cmd == "status":
+        from relkd.teacher.cache_writer import cache_status
+
+        print(cache_status(args.cache))
         return 0
     if args.cmd == "teacher" and args.teacher_cmd == "cache":
         from relkd.teacher.cache_finalizer import finalize_cache

@@ -174,8 +174,13 @@ def test_shards_then_finalize_equal_one_unsharded_run(
         TeacherCache.load(out)
     assert main(["teacher", "cache", "finalize", str(out)]) == 2
     assert "shard(s) 1/2 never ran" in capsys.readouterr().err
+    assert main(["teacher", "cache", "status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert "shard 0/2" in status and "complete" in status and "not finalized" in status
     assert annotate(cls_run, out, prompts, *common, "--shard", "1/2") == 0
     assert main(["teacher", "cache", "finalize", str(out)]) == 0
+    assert main(["teacher", "cache", "status", str(out)]) == 0
+    assert "finalized (" in capsys.readouterr().out
     got, want = arrays(out), arrays(reference)
     assert np.array_equal(got["pair_id"], want["pair_id"])
     np.testing.assert_allclose(got["probs"], want["probs"], atol=1e-5)

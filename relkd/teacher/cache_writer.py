@@ -131,6 +131,45 @@ def listed_parts(root: Path) -> list[dict[str, Any]]:
     return [p for path in shard_files(root) for p in read_shard(path).get("parts", [])]
 
 
+def cache_status(root: str | Path) -> str:
+    """A readable summary of a cache: fingerprint, each shard's request, parts, pairs, state and
+    last speed, and whether ``final/`` is current (``relkd teacher cache status``)."""
+    root = Path(root)
+    manifest = read_cache_manifest(root)
+    lines = [
+        f"{root}: teacher cache v{manifest.get('schema_version')}, fingerprint "
+        f"{str(manifest.get('fingerprint_sha256', ''))[:12]}, dataset "
+        f"{(manifest.get('dataset') or {}).get('root')}"
+    ]
+    if manifest.get("schema_version") != VERSION:
+        return lines[0]
+    total = 0
+    for path in shard_files(root):
+        st = read_shard(path)
+        rows = sum(int(p["rows"]) for p in st["parts"])
+        total += rows
+        worked = [r for r in st.get("runs", []) if r.get("annotated")]
+        last = worked[-1] if worked else {}
+        req = st["request"]
+        lines.append(
+            f"  shard {st['shard'][0]}/{st['shard'][1]}: {len(st['parts'])} parts, {rows} pairs, "
+            f"{'complete' if st.get('complete') else 'INCOMPLETE'}; request splits "
+            f"{','.join(req['splits']) or '-'}{' + pool' if req['pool'] else ''}; last working "
+            f"run {last.get('pairs_per_s', '-')} pairs/s"
+        )
+    final = manifest.get("finalized")
+    current = bool(final) and final.get("parts_digest") == parts_digest(listed_parts(root))
+    state = (
+        f"finalized ({final['rows']} pairs)"
+        if current
+        else "not finalized"
+        if not final
+        else "finalized from older parts: run `relkd teacher cache finalize` again"
+    )
+    lines.append(f"  {total} pairs committed; {state}")
+    return "\n".join(lines)
+
+
 def parts_digest(parts: list[dict[str, Any]]) -> str:
     """One hash of the committed parts (names and sha256s): the finalized layout records it,
     so a reader notices parts committed after finalize."""
