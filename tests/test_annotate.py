@@ -415,3 +415,15 @@ def test_shard_from_a_slurm_array_or_torchrun(monkeypatch) -> None:
     ids = np.arange(10_000, dtype=np.int64) * 7 + 11
     hits = sum(Shard(i, 5).select(ids).astype(int) for i in range(5))
     assert (hits == 1).all()
+
+
+def test_a_cache_being_created_by_another_shard_is_joined(
+    cls_run: Path, prompts: Path, tmp_path: Path
+) -> None:
+    """Shards of an array start together: one may find the folder holding only another's
+    temporary manifest. It must join the cache, not call the folder foreign."""
+    out = tmp_path / "cache"
+    out.mkdir()
+    (out / ".tmp-manifest.json.abc123").write_text("{")
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--shard", "0/2") == 0
+    assert (out / "manifest.json").is_file() and listed_parts(out)

@@ -237,8 +237,11 @@ class TeacherCacheWriter:
         if root.exists():
             if not root.is_dir():
                 raise DataError(f"{root}: exists and is not a folder")
-            if (root / MANIFEST).is_file() or any(root.iterdir()):
-                return read_cache_manifest(root)  # a non-cache folder is refused here
+            if (root / MANIFEST).is_file():
+                return read_cache_manifest(root)
+            # another shard may be creating it right now (only its temporary file is there)
+            if any(not p.name.startswith(TMP_PREFIX) for p in root.iterdir()):
+                return read_cache_manifest(root)  # a folder that is not a cache: refused here
         root.mkdir(parents=True, exist_ok=True)
         manifest = {
             "kind": KIND,
