@@ -201,7 +201,7 @@ def write_v2(root: Path, ds: CanonicalDataset, ann: Annotation) -> None:
         writer.begin({"splits": ["train", "val", "test"], "pool": True}, requested=len(ann))
         for start in range(0, len(ann), PART_ROWS):
             writer.commit(ann.take(np.arange(start, min(start + PART_ROWS, len(ann)))))
-        writer.finish({})
+        writer.finish(complete=True, stats={})
     finalize_cache(root, ds.root)
 
 

@@ -427,3 +427,17 @@ def test_a_cache_being_created_by_another_shard_is_joined(
     (out / ".tmp-manifest.json.abc123").write_text("{")
     assert annotate(cls_run, out, prompts, "--splits", "val", "--shard", "0/2") == 0
     assert (out / "manifest.json").is_file() and listed_parts(out)
+
+
+def test_limit_is_a_partial_run_that_a_full_run_completes(
+    cls_run: Path, prompts: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--limit", "5") == 0
+    assert "5 pairs annotated" in capsys.readouterr().out
+    assert main(["teacher", "cache", "status", str(out)]) == 0
+    assert "INCOMPLETE" in capsys.readouterr().out
+    assert annotate(cls_run, out, prompts, "--splits", "val") == 0
+    assert "5 already cached" in capsys.readouterr().out
+    cache = TeacherCache.load(out)
+    assert cache.rows == len(requested_pairs(CanonicalDataset(dataset_of(cls_run)), ["val"], False))

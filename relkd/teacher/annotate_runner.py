@@ -237,6 +237,8 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
         rows = rows[todo]
         request = {"splits": sorted(opts.splits), "pool": opts.pool}
         writer.begin(request, requested=len(pid))
+        if len(rows):
+            annotator.load()  # weights load outside the timed work, and only when needed
         report = _progress(opts.progress, len(rows), writer.root, opts.shard)
         try:
             for start in range(0, len(rows), opts.part_size):
@@ -252,13 +254,14 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
             annotator.close()
         rate = annotated / work_s if work_s > 0 else 0.0
         writer.finish(
-            {
+            complete=opts.limit is None,
+            stats={
                 "annotated": annotated,
                 "skipped": skipped,
                 "seconds": round(work_s, 3),
                 "pairs_per_s": round(rate, 2),
                 "settings": annotator.settings(),
-            }
+            },
         )
     finalized = False
     if opts.shard.count == 1 and opts.finalize and opts.limit is None:

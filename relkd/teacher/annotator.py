@@ -134,5 +134,8 @@ class Annotator(ABC):
     def annotate(self, rows: np.ndarray) -> Annotation:
         """Annotations of prompt-store ``rows``, in that order."""
 
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load weights before the timed work starts (backends may also load lazily)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release devices and workers."""

@@ -346,9 +346,10 @@ class TeacherCacheWriter:
         atomic_write_json(self.shard_path, st)
         return record
 
-    def finish(self, stats: Mapping[str, Any]) -> None:
+    def finish(self, complete: bool, stats: Mapping[str, Any]) -> None:
+        """Record the run's figures; ``complete``: the shard's whole request is committed."""
         st = self.state
-        st["complete"] = True
+        st["complete"] = complete
         st["runs"][-1].update(stats)
         atomic_write_json(self.shard_path, st)
 

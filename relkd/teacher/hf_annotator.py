@@ -171,6 +171,9 @@ class HFAnnotator(Annotator):
             self._net = net
         return self._net
 
+    def load(self) -> None:
+        _ = self.net
+
     def identity(self) -> dict[str, Any]:
         m = self.exported.manifest
         base = m["base"]
