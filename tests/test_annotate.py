@@ -362,6 +362,8 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
             f"data.teacher_cache={out}",
             "data.include_unlabeled=true",
             "trainer.limit_train_batches=20",
+            "loss.weights.soft_kl=0.5",
+            "loss.weights.score_mse=0.5",
         ]
     )
     assert rc == 0
@@ -369,6 +371,14 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
     manifest = json.loads((out / "manifest.json").read_text())
     assert info["teacher_cache"]["fingerprint_sha256"] == manifest["fingerprint_sha256"]
     assert info["teacher_cache"]["rows"] == cache.rows
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = next((tmp_path / "student").glob("*/version_*"))
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    logged = set(acc.Tags()["scalars"])
+    assert {"train/loss/soft_kl", "train/loss/score_mse", "train/loss/hard_ce"} <= logged
+    assert all(e.value > 0 for e in acc.Scalars("train/loss/soft_kl"))
 
 
 def test_only_prepare_data_hashes_the_cache_under_ddp(

@@ -183,7 +183,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
 def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The teacher section, and loss terms that only a teacher (or only some modes) can use."""
     from relkd.behavior import EVAL_QUERY_POLICIES
-    from relkd.losses.registry import TEACHER_ONLY_TERMS
+    from relkd.losses.registry import DISTILLATION_TERMS, TEACHER_ONLY_TERMS
     from relkd.prompts.item_renderer import ITEM_FIELDS
 
     t = cfg.teacher
@@ -247,7 +247,16 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     if cfg.task == "student":
         misplaced = sorted(active & TEACHER_ONLY_TERMS)
         _check(not misplaced, layers, "loss.weights", f"{misplaced} are teacher-only terms")
+        kd = sorted(active & DISTILLATION_TERMS)
+        _check(
+            not kd or bool(cfg.data.teacher_cache),
+            layers,
+            "loss.weights",
+            f"{kd} distil from a teacher cache: set data.teacher_cache",
+        )
         return
+    kd = sorted(active & DISTILLATION_TERMS)
+    _check(not kd, layers, "loss.weights", f"{kd} are student distillation terms")
     _check(
         "cot_lm" not in active or t.mode != "classifier",
         layers,

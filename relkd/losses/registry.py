@@ -12,6 +12,9 @@ from relkd.losses.aspect_ce import AspectCE
 from relkd.losses.cot_token_ce import CotTokenCE
 from relkd.losses.graded_bce import GradedBCE
 from relkd.losses.hard_label_ce import HardLabelCE
+from relkd.losses.score_bce import ScoreBCE
+from relkd.losses.score_mse import ScoreMSE
+from relkd.losses.soft_kl import SoftKL
 from relkd.losses.soft_target_ce import SoftTargetCE, target_map_from_config
 from relkd.losses.weighted_loss import WeightedLoss
 
@@ -41,9 +44,14 @@ LOSS_TERMS: dict[str, Callable[[Any, LabelScheme], nn.Module]] = {
     "graded_bce": lambda cfg, scheme: GradedBCE(grades_from_config(cfg, scheme)),
     "cot_lm": lambda cfg, scheme: CotTokenCE(),
     "aspect_ce": lambda cfg, scheme: AspectCE(),
+    "soft_kl": lambda cfg, scheme: SoftKL(cfg.temperature),
+    "score_mse": lambda cfg, scheme: ScoreMSE(scheme.gains),
+    "score_bce": lambda cfg, scheme: ScoreBCE(scheme.gains),
 }
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
 TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
+# student terms that read a teacher cache's fields (data.teacher_cache)
+DISTILLATION_TERMS: frozenset[str] = frozenset({"soft_kl", "score_mse", "score_bce"})
 
 
 def build_loss(loss_cfg: Any, scheme: LabelScheme) -> WeightedLoss:

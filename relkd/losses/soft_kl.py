@@ -1,0 +1,42 @@
+"""Score-distribution distillation: KL(teacher || student) over the label set (Hinton et al.)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from relkd.losses.teacher_targets import teacher_rows
+
+
+class SoftKL(nn.Module):
+    """``T² · KL(softmax(t / T) ‖ softmax(s / T))``, averaged over the rows the teacher covers.
+
+    The T² factor keeps the gradient's scale independent of the temperature, so ``T`` can be
+    searched without retuning the term's weight.
+
+    Shapes:
+        outputs["logits"]: (B, K) student logits.
+        batch["teacher_logits"]: (B, K) teacher logits; batch["teacher_mask"]: (B,) bool.
+        returns: () mean over covered rows; 0 (differentiable) when there are none.
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        self.temperature = float(temperature)
+
+    def forward(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        used = teacher_rows(batch)
+        if not bool(used.any()):
+            return logits.sum() * 0.0
+        t = self.temperature
+        log_q = (logits[used] / t).log_softmax(-1)
+        log_p = (batch["teacher_logits"][used].float() / t).log_softmax(-1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+        return kl.mean() * t * t
