@@ -364,6 +364,8 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
             "trainer.limit_train_batches=20",
             "loss.weights.soft_kl=0.5",
             "loss.weights.score_mse=0.5",
+            "loss.weights.margin_mse=0.5",
+            "data.group_size=4",
         ]
     )
     assert rc == 0
@@ -377,8 +379,11 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
     logged = set(acc.Tags()["scalars"])
-    assert {"train/loss/soft_kl", "train/loss/score_mse", "train/loss/hard_ce"} <= logged
+    terms = {"soft_kl", "score_mse", "margin_mse", "hard_ce"}
+    assert {f"train/loss/{t}" for t in terms} <= logged
     assert all(e.value > 0 for e in acc.Scalars("train/loss/soft_kl"))
+    # grouped batches hold several items per query, so margins exist to be matched
+    assert all(e.value > 0 for e in acc.Scalars("train/loss/margin_mse"))
 
 
 def test_only_prepare_data_hashes_the_cache_under_ddp(

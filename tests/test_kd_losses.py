@@ -122,6 +122,58 @@ def test_config_refuses_distillation_without_a_cache_and_in_a_teacher(tmp_path) 
         compose(QUICKSTART, ["loss.weights.soft_kl=0.5"])
     cfg = compose(QUICKSTART, ["loss.weights.soft_kl=0.5", f"data.teacher_cache={tmp_path}"])
     assert cfg.loss.weights.soft_kl == 0.5
+    margin = ["loss.weights.margin_mse=1.0", f"data.teacher_cache={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"data\.group_size >= 2"):
+        compose(QUICKSTART, margin)
+    assert compose(QUICKSTART, [*margin, "data.group_size=4"]).data.group_size == 4
     teacher = REPO / "experiments" / "teacher" / "embedded.yaml"
     with pytest.raises(ConfigError, match="student distillation terms"):
         compose(teacher, ["loss.weights.score_mse=1.0"])
+
+
+def reference_margin_mse(s, t, q) -> torch.Tensor:
+    per_query = []
+    for query in sorted(set(q.tolist())):
+        idx = [i for i in range(len(q)) if q[i] == query]
+        n = len(idx)
+        if n < 2:
+            continue
+        total = sum(
+            ((s[idx[a]] - s[idx[b]]) - (t[idx[a]] - t[idx[b]])) ** 2
+            for a in range(n)
+            for b in range(a + 1, n)
+        )
+        per_query.append(total * 2 / (n * (n - 1)))
+    return torch.stack(per_query).mean()
+
+
+def test_margin_mse_matches_walmarts_formula_per_query() -> None:
+    from relkd.losses.margin_mse import MarginMSE
+
+    out, b = batch(b=20, seed=3)
+    b["query_index"] = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 4, 5, 6, 6, 6, 7, 7, 8, 9])
+    m = b["teacher_mask"]
+    gains = torch.tensor(ESCI.gains, dtype=torch.float32)
+    s = out["logits"][m].detach().softmax(-1) @ gains
+    want = reference_margin_mse(s, b["teacher_score"][m], b["query_index"][m])
+    got = MarginMSE(ESCI.gains)(out, b)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    got.backward()
+    assert out["logits"].grad[~m].abs().sum() == 0  # uncovered rows get no gradient
+
+
+def test_margin_mse_ignores_a_constant_shift_and_needs_two_items() -> None:
+    """Margins only: a student off by a constant score per query costs nothing."""
+    from relkd.losses.margin_mse import MarginMSE
+
+    out, b = batch(b=6, seed=4)
+    b["teacher_mask"] = torch.ones(6, dtype=torch.bool)
+    b["query_index"] = torch.tensor([0, 0, 0, 1, 1, 1])
+    gains = torch.tensor(ESCI.gains, dtype=torch.float32)
+    s = out["logits"].detach().softmax(-1) @ gains
+    b["teacher_score"] = s + torch.tensor([0.3, 0.3, 0.3, -0.2, -0.2, -0.2])
+    assert float(MarginMSE(ESCI.gains)(out, b)) == pytest.approx(0.0, abs=1e-10)
+    b["query_index"] = torch.arange(6)  # one item per query: no pair
+    loss = MarginMSE(ESCI.gains)(out, b)
+    loss.backward()
+    assert float(loss) == 0.0

@@ -254,6 +254,12 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
             "loss.weights",
             f"{kd} distil from a teacher cache: set data.teacher_cache",
         )
+        _check(
+            "margin_mse" not in active or cfg.data.group_size >= 2,
+            layers,
+            "loss.weights",
+            "margin_mse compares items of a query: set data.group_size >= 2",
+        )
         return
     kd = sorted(active & DISTILLATION_TERMS)
     _check(not kd, layers, "loss.weights", f"{kd} are student distillation terms")

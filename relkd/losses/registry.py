@@ -12,6 +12,7 @@ from relkd.losses.aspect_ce import AspectCE
 from relkd.losses.cot_token_ce import CotTokenCE
 from relkd.losses.graded_bce import GradedBCE
 from relkd.losses.hard_label_ce import HardLabelCE
+from relkd.losses.margin_mse import MarginMSE
 from relkd.losses.score_bce import ScoreBCE
 from relkd.losses.score_mse import ScoreMSE
 from relkd.losses.soft_kl import SoftKL
@@ -47,11 +48,12 @@ LOSS_TERMS: dict[str, Callable[[Any, LabelScheme], nn.Module]] = {
     "soft_kl": lambda cfg, scheme: SoftKL(cfg.temperature),
     "score_mse": lambda cfg, scheme: ScoreMSE(scheme.gains),
     "score_bce": lambda cfg, scheme: ScoreBCE(scheme.gains),
+    "margin_mse": lambda cfg, scheme: MarginMSE(scheme.gains),
 }
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
 TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
 # student terms that read a teacher cache's fields (data.teacher_cache)
-DISTILLATION_TERMS: frozenset[str] = frozenset({"soft_kl", "score_mse", "score_bce"})
+DISTILLATION_TERMS: frozenset[str] = frozenset({"soft_kl", "score_mse", "score_bce", "margin_mse"})
 
 
 def build_loss(loss_cfg: Any, scheme: LabelScheme) -> WeightedLoss:
