@@ -365,6 +365,7 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
             "loss.weights.soft_kl=0.5",
             "loss.weights.score_mse=0.5",
             "loss.weights.margin_mse=0.5",
+            "loss.weights.listwise_kl=0.5",
             "data.group_size=4",
         ]
     )
@@ -379,7 +380,7 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
     logged = set(acc.Tags()["scalars"])
-    terms = {"soft_kl", "score_mse", "margin_mse", "hard_ce"}
+    terms = {"soft_kl", "score_mse", "margin_mse", "listwise_kl", "hard_ce"}
     assert {f"train/loss/{t}" for t in terms} <= logged
     assert all(e.value > 0 for e in acc.Scalars("train/loss/soft_kl"))
     # grouped batches hold several items per query, so margins exist to be matched

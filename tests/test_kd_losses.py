@@ -125,6 +125,9 @@ def test_config_refuses_distillation_without_a_cache_and_in_a_teacher(tmp_path) 
     margin = ["loss.weights.margin_mse=1.0", f"data.teacher_cache={tmp_path}"]
     with pytest.raises(ConfigError, match=r"data\.group_size >= 2"):
         compose(QUICKSTART, margin)
+    listwise = ["loss.weights.listwise_kl=1.0", f"data.teacher_cache={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"listwise_kl.*data\.group_size >= 2"):
+        compose(QUICKSTART, listwise)
     assert compose(QUICKSTART, [*margin, "data.group_size=4"]).data.group_size == 4
     teacher = REPO / "experiments" / "teacher" / "embedded.yaml"
     with pytest.raises(ConfigError, match="student distillation terms"):
@@ -177,3 +180,45 @@ def test_margin_mse_ignores_a_constant_shift_and_needs_two_items() -> None:
     loss = MarginMSE(ESCI.gains)(out, b)
     loss.backward()
     assert float(loss) == 0.0
+
+
+def reference_listwise(s, t, q, tau: float) -> torch.Tensor:
+    per_query = []
+    for query in sorted(set(q.tolist())):
+        idx = [i for i in range(len(q)) if q[i] == query]
+        if len(idx) < 2:
+            continue
+        p = torch.softmax(t[idx] / tau, -1)
+        r = torch.softmax(s[idx] / tau, -1)
+        per_query.append((p * (p / r).log()).sum())
+    return torch.stack(per_query).mean()
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.1, 1.0])
+def test_listwise_kl_matches_a_per_query_reference(tau: float) -> None:
+    from relkd.losses.listwise_kl import ListwiseKL
+
+    out, b = batch(b=20, seed=5)
+    b["query_index"] = torch.tensor([3, 3, 3, 1, 1, 2, 0, 0, 0, 0, 4, 4, 5, 6, 6, 6, 7, 7, 8, 9])
+    m = b["teacher_mask"]
+    gains = torch.tensor(ESCI.gains, dtype=torch.float32)
+    s = out["logits"][m].detach().softmax(-1) @ gains
+    want = reference_listwise(s, b["teacher_score"][m], b["query_index"][m], tau)
+    got = ListwiseKL(ESCI.gains, tau)(out, b)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-6)
+    got.backward()
+    assert torch.isfinite(out["logits"].grad).all()
+
+
+def test_listwise_kl_is_zero_for_the_teachers_own_order_up_to_a_shift() -> None:
+    from relkd.losses.listwise_kl import ListwiseKL
+
+    out, b = batch(b=6, seed=6)
+    b["teacher_mask"] = torch.ones(6, dtype=torch.bool)
+    b["query_index"] = torch.tensor([0, 0, 0, 1, 1, 1])
+    gains = torch.tensor(ESCI.gains, dtype=torch.float32)
+    s = out["logits"].detach().softmax(-1) @ gains
+    b["teacher_score"] = s + torch.tensor([0.2, 0.2, 0.2, -0.1, -0.1, -0.1])
+    assert float(ListwiseKL(ESCI.gains)(out, b)) == pytest.approx(0.0, abs=1e-6)
+    b["query_index"] = torch.arange(6)
+    assert float(ListwiseKL(ESCI.gains)(out, b)) == 0.0

@@ -165,6 +165,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         "weights must be >= 0",
     )
     _check(cfg.loss.temperature > 0, layers, "loss.temperature", "must be > 0")
+    _check(cfg.loss.listwise_temperature > 0, layers, "loss.listwise_temperature", "must be > 0")
     _check(cfg.optim.lr > 0, layers, "optim.lr", "must be > 0")
     _check(
         cfg.optim.scheduler in ("linear", "constant"),
@@ -183,7 +184,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
 def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The teacher section, and loss terms that only a teacher (or only some modes) can use."""
     from relkd.behavior import EVAL_QUERY_POLICIES
-    from relkd.losses.registry import DISTILLATION_TERMS, TEACHER_ONLY_TERMS
+    from relkd.losses.registry import DISTILLATION_TERMS, GROUPED_TERMS, TEACHER_ONLY_TERMS
     from relkd.prompts.item_renderer import ITEM_FIELDS
 
     t = cfg.teacher
@@ -254,11 +255,12 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
             "loss.weights",
             f"{kd} distil from a teacher cache: set data.teacher_cache",
         )
+        grouped = sorted(active & GROUPED_TERMS)
         _check(
-            "margin_mse" not in active or cfg.data.group_size >= 2,
+            not grouped or cfg.data.group_size >= 2,
             layers,
             "loss.weights",
-            "margin_mse compares items of a query: set data.group_size >= 2",
+            f"{grouped} compare items of a query: set data.group_size >= 2",
         )
         return
     kd = sorted(active & DISTILLATION_TERMS)

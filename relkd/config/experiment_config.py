@@ -84,6 +84,7 @@ class LossConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"hard_ce": 1.0})
     label_smoothing: float = 0.0
     temperature: float = 1.0
+    listwise_temperature: float = 0.1
     # soft_target_ce: label -> {label: weight}, the target distribution of that label
     soft_targets: dict[str, dict[str, float]] = field(default_factory=dict)
     # graded_bce: label -> grade in [0, 1]; unnamed labels: top 1, second 0.5, rest 0

@@ -12,6 +12,7 @@ from relkd.losses.aspect_ce import AspectCE
 from relkd.losses.cot_token_ce import CotTokenCE
 from relkd.losses.graded_bce import GradedBCE
 from relkd.losses.hard_label_ce import HardLabelCE
+from relkd.losses.listwise_kl import ListwiseKL
 from relkd.losses.margin_mse import MarginMSE
 from relkd.losses.score_bce import ScoreBCE
 from relkd.losses.score_mse import ScoreMSE
@@ -49,11 +50,16 @@ LOSS_TERMS: dict[str, Callable[[Any, LabelScheme], nn.Module]] = {
     "score_mse": lambda cfg, scheme: ScoreMSE(scheme.gains),
     "score_bce": lambda cfg, scheme: ScoreBCE(scheme.gains),
     "margin_mse": lambda cfg, scheme: MarginMSE(scheme.gains),
+    "listwise_kl": lambda cfg, scheme: ListwiseKL(scheme.gains, cfg.listwise_temperature),
 }
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
 TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
 # student terms that read a teacher cache's fields (data.teacher_cache)
-DISTILLATION_TERMS: frozenset[str] = frozenset({"soft_kl", "score_mse", "score_bce", "margin_mse"})
+DISTILLATION_TERMS: frozenset[str] = frozenset(
+    {"soft_kl", "score_mse", "score_bce", "margin_mse", "listwise_kl"}
+)
+# distillation terms that compare items of one query (need data.group_size >= 2)
+GROUPED_TERMS: frozenset[str] = frozenset({"margin_mse", "listwise_kl"})
 
 
 def build_loss(loss_cfg: Any, scheme: LabelScheme) -> WeightedLoss:
