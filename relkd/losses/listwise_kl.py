@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 
-from relkd.losses.teacher_targets import expected_score, gains_tensor, teacher_rows
+from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
-class ListwiseKL(nn.Module):
+class ListwiseKL(TeacherScoreTerm):
     """For every query in the batch with at least two items the teacher covers,
     ``KL(softmax(t / τ) ‖ softmax(s / τ))`` over those items, averaged over the queries. ``s``
     is the student's expected gain ``softmax(logits) @ gains`` and ``t`` the cache's
@@ -25,25 +24,22 @@ class ListwiseKL(nn.Module):
     """
 
     def __init__(self, gains: Sequence[float], temperature: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(gains)
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        self.register_buffer("gains", gains_tensor(gains), persistent=False)
         self.temperature = float(temperature)
 
     def forward(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
-        logits = outputs["logits"]
-        used = teacher_rows(batch)
-        s = expected_score(logits[used], self.gains) / self.temperature
-        t = batch["teacher_score"][used].float() / self.temperature
+        used, s, t = self.scores(outputs, batch)
+        s, t = s / self.temperature, t / self.temperature
         _, group, counts = torch.unique(
             batch["query_index"][used], return_inverse=True, return_counts=True
         )
         keep = counts[group] >= 2
         if not bool(keep.any()):
-            return logits.float().sum() * 0.0
+            return zero_loss(outputs["logits"])
         s, t, group = s[keep], t[keep], group[keep]
         g = int(counts.numel())
 

@@ -3,15 +3,14 @@ teacher's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
-from torch import nn
 
-from relkd.losses.teacher_targets import expected_score, gains_tensor, teacher_rows
+from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
-class MarginMSE(nn.Module):
+class MarginMSE(TeacherScoreTerm):
     """For every query in the batch and every pair of its items i < j the teacher covers,
     ``((s_i − s_j) − (t_i − t_j))²`` scaled by ``2 / (n(n − 1))`` (the mean over the query's
     pairs), then averaged over the queries with at least two such items. ``s`` is the student's
@@ -25,17 +24,10 @@ class MarginMSE(nn.Module):
         returns: () mean over queries; 0 (differentiable) when no query has two covered items.
     """
 
-    def __init__(self, gains: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("gains", gains_tensor(gains), persistent=False)
-
     def forward(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
-        logits = outputs["logits"]
-        used = teacher_rows(batch)
-        s = expected_score(logits[used], self.gains)
-        t = batch["teacher_score"][used].float()
+        used, s, t = self.scores(outputs, batch)
         q = batch["query_index"][used]
         same = q[:, None] == q[None, :]
         pairs = same & torch.ones_like(same).triu(diagonal=1)
@@ -43,7 +35,7 @@ class MarginMSE(nn.Module):
         n = counts[group].float()  # items of each row's query
         ok = n >= 2
         if not bool(ok.any()):
-            return logits.float().sum() * 0.0
+            return zero_loss(outputs["logits"])
         per_pair = ((s[:, None] - s[None, :]) - (t[:, None] - t[None, :])) ** 2
         scale = (2.0 / (n * (n - 1)).clamp_min(1.0))[:, None]  # the query of row i
         per_query_sum = (per_pair * pairs * scale).sum()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from relkd.losses.teacher_targets import expected_score, gains_tensor, teacher_rows
+from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
-class ScoreBCE(nn.Module):
+class ScoreBCE(TeacherScoreTerm):
     """Binary cross-entropy of ``softmax(s) @ gains`` (clamped to [1e-6, 1 - 1e-6]) against the
     cache's ``teacher_score`` as a soft target (Walmart's binary soft-target objective, fed by
     the teacher instead of a human grade).
@@ -22,17 +21,10 @@ class ScoreBCE(nn.Module):
         returns: () mean over covered rows; 0 (differentiable) when there are none.
     """
 
-    def __init__(self, gains: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("gains", gains_tensor(gains), persistent=False)
-
     def forward(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
-        logits = outputs["logits"]
-        used = teacher_rows(batch)
+        used, s, t = self.scores(outputs, batch)
         if not bool(used.any()):
-            return logits.float().sum() * 0.0
-        pred = expected_score(logits[used], self.gains).clamp(1e-6, 1 - 1e-6)
-        target = batch["teacher_score"][used].float().clamp(0.0, 1.0)
-        return F.binary_cross_entropy(pred, target)
+            return zero_loss(outputs["logits"])
+        return F.binary_cross_entropy(s.clamp(1e-6, 1 - 1e-6), t.clamp(0.0, 1.0))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from relkd.losses.teacher_targets import expected_score, gains_tensor, teacher_rows
+from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
-class ScoreMSE(nn.Module):
+class ScoreMSE(TeacherScoreTerm):
     """Mean squared error between ``softmax(s) @ gains`` and the cache's ``teacher_score``
     (the expected gain under the teacher's distribution, on the same gains).
 
@@ -21,16 +20,10 @@ class ScoreMSE(nn.Module):
         returns: () mean over covered rows; 0 (differentiable) when there are none.
     """
 
-    def __init__(self, gains: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("gains", gains_tensor(gains), persistent=False)
-
     def forward(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
-        logits = outputs["logits"]
-        used = teacher_rows(batch)
+        used, s, t = self.scores(outputs, batch)
         if not bool(used.any()):
-            return logits.float().sum() * 0.0
-        pred = expected_score(logits[used], self.gains)
-        return F.mse_loss(pred, batch["teacher_score"][used].float())
+            return zero_loss(outputs["logits"])
+        return F.mse_loss(s, t)

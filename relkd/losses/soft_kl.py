@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from relkd.losses.teacher_targets import teacher_rows
+from relkd.losses.teacher_targets import teacher_rows, zero_loss
 
 
 class SoftKL(nn.Module):
@@ -34,7 +34,7 @@ class SoftKL(nn.Module):
         logits = outputs["logits"].float()
         used = teacher_rows(batch)
         if not bool(used.any()):
-            return logits.sum() * 0.0
+            return zero_loss(logits)
         t = self.temperature
         log_q = (logits[used] / t).log_softmax(-1)
         log_p = (batch["teacher_logits"][used].float() / t).log_softmax(-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch import nn
 
 
 def teacher_rows(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -27,3 +28,26 @@ def gains_tensor(gains: Sequence[float]) -> torch.Tensor:
 def expected_score(logits: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
     """(B,) expected gain under softmax(logits): ``softmax(logits) @ gains``."""
     return logits.float().softmax(-1) @ gains.to(logits.device)
+
+
+def zero_loss(logits: torch.Tensor) -> torch.Tensor:
+    """A differentiable 0 for a batch with nothing to compare (keeps DDP's graph complete)."""
+    return logits.float().sum() * 0.0
+
+
+class TeacherScoreTerm(nn.Module):
+    """Base of the terms comparing the student's expected gain ``softmax(logits) @ gains`` with
+    the cache's ``teacher_score`` (the expected gain under the teacher's distribution)."""
+
+    def __init__(self, gains: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("gains", gains_tensor(gains), persistent=False)
+
+    def scores(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(used, s, t)``: the covered rows (B,) bool, and the student's and the teacher's
+        scores on them (N,)."""
+        used = teacher_rows(batch)
+        s = expected_score(outputs["logits"][used], self.gains)
+        return used, s, batch["teacher_score"][used].float()

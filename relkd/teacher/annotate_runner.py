@@ -11,6 +11,7 @@ finalized once by ``relkd teacher cache finalize``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
@@ -30,7 +31,17 @@ from relkd.teacher.cache_writer import Shard, TeacherCacheWriter
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("hf",)
+# --backend name -> "module:Annotator subclass", imported only when chosen. Every backend is
+# built as Backend(exported, load, store, scheme, adapter_sha256, batch_size=..., device=...,
+# precision=..., hidden=..., cot=..., max_new_tokens=...).
+BACKENDS: dict[str, str] = {"hf": "relkd.teacher.hf_annotator:HFAnnotator"}
+
+
+def backend_class(name: str) -> type[Annotator]:
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend {name!r}: available backends are {sorted(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 @dataclass
@@ -137,11 +148,9 @@ class AnnotateSetup:
 def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
     """Load the teacher, verify the dataset, render the prompts and fingerprint the run."""
     from datamodules.prompt_store import PromptStore
-    from relkd.teacher.hf_annotator import HFAnnotator
     from relkd.teacher.teacher_adapter import adapter_sha256, load_teacher, read_teacher
 
-    if opts.backend not in BACKENDS:
-        raise ConfigError(f"--backend {opts.backend!r}: available backends are {BACKENDS}")
+    backend = backend_class(opts.backend)
     adapter = adapter_dir(opts.run_dir)
     exported = read_teacher(adapter)
     manifest = exported.manifest
@@ -160,7 +169,7 @@ def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
     store = PromptStore.open_or_build(
         dataset.root, exported.tokenizer, spec, cache_dir=opts.cache_dir
     )
-    annotator = HFAnnotator(
+    annotator = backend(
         exported,
         lambda: load_teacher(adapter),
         store,
