@@ -69,6 +69,8 @@ class PairCollator:
         teacher: an attached teacher cache, with ``teacher_rows`` (cache row per store pair row,
             -1 missing, from ``TeacherCache.align``).
         with_cot: also return ``teacher_cot`` (list of str, "" where missing); strings are slow.
+        with_hidden: also return ``teacher_hidden`` (float16 [B, H] from ``teacher.hidden``,
+            0 where missing).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class PairCollator:
         teacher: TeacherCache | None = None,
         teacher_rows: np.ndarray | None = None,
         with_cot: bool = False,
+        with_hidden: bool = False,
     ) -> None:
         if encoding not in ("cross", "bi"):
             raise ValueError(f"encoding must be 'cross' or 'bi', got {encoding!r}")
@@ -91,8 +94,8 @@ class PairCollator:
         truncate_pair(np.zeros(1, np.int64), np.zeros(1, np.int64), 1, truncation)  # validate
         if (teacher is None) != (teacher_rows is None):
             raise ValueError("teacher and teacher_rows go together")
-        if with_cot and teacher is None:
-            raise ValueError("with_cot needs a teacher cache")
+        if (with_cot or with_hidden) and teacher is None:
+            raise ValueError("with_cot and with_hidden need a teacher cache")
         self.store = store
         self.encoding = encoding
         self.max_length = int(max_length)
@@ -110,6 +113,7 @@ class PairCollator:
             None if teacher_rows is None else np.asarray(teacher_rows, dtype=np.int32)
         )
         self.with_cot = with_cot
+        self.with_hidden = with_hidden
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -232,6 +236,11 @@ class PairCollator:
             "teacher_mask": torch.from_numpy(mask),
             "teacher_aspects": torch.from_numpy(aspects),
         }
+        if self.with_hidden:
+            hidden = t.hidden
+            h = np.zeros((b, hidden.shape[1]), np.float16)
+            h[mask] = hidden[trow[mask]]
+            out["teacher_hidden"] = torch.from_numpy(h)
         if self.with_cot:
             out["teacher_cot"] = [c or "" for c in t.cot(trow)]
         return out

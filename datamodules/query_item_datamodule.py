@@ -33,8 +33,19 @@ from datamodules.tokenized_store import DEFAULT_CACHE_DIR, DEFAULT_ITEM_FIELDS, 
 from datamodules.tokenizer_info import load_tokenizer
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
+from relkd.data.pool_subset import pool_mask
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError
+
+
+def _check_hidden(teacher: TeacherCache) -> np.ndarray:
+    """The cache's hidden states, or a one-line ConfigError naming the cache folder."""
+    if not teacher.has_hidden:
+        raise ConfigError(
+            f"{teacher.root}: teacher cache has no hidden states, which with_hidden needs; "
+            "annotate with --hidden last|mean"
+        )
+    return teacher.hidden
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,14 @@ class QueryItemDataModule(pl.LightningDataModule):
         drop_last: drop the last incomplete training batch.
         include_unlabeled: also train on unlabelled train pairs the teacher cache covers
             (their ``labels`` are -1; the teacher fields carry the targets).
+        pool_ratio: with include_unlabeled, only a fixed, nested subset of the pool:
+            ``round(pool_ratio * labelled train pairs)`` pairs chosen by relkd.data.pool_subset
+            (the ones ``relkd teacher annotate --pool-ratio`` annotates); a ConfigError when the
+            cache lacks any of them. None: every pool pair the cache covers; 0: none.
         teacher_cache: a teacher cache folder (or TeacherCache) to join by pair_id.
         with_cot: add ``teacher_cot`` strings to batches.
+        with_hidden: add ``teacher_hidden`` (float16 [B, H], the cache's pooled hidden states,
+            0 where the cache lacks the pair); the cache must have them (annotate --hidden).
         num_workers / pin_memory / persistent_workers: DataLoader settings.
         seed: sampler seed (with the epoch from ``set_epoch``).
         test_splits: splits ``test_dataloader`` serves, in order (one loader each; a list when
@@ -114,8 +131,10 @@ class QueryItemDataModule(pl.LightningDataModule):
         mega_batch_factor: int = 50,
         drop_last: bool = False,
         include_unlabeled: bool = False,
+        pool_ratio: float | None = None,
         teacher_cache: str | Path | TeacherCache | None = None,
         with_cot: bool = False,
+        with_hidden: bool = False,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -131,8 +150,12 @@ class QueryItemDataModule(pl.LightningDataModule):
             raise ConfigError("a teacher cache is joined to student batches, not to prompts")
         if group_size < 0 or batch_size < 1:
             raise ConfigError("group_size must be >= 0 and batch_size >= 1")
-        if (include_unlabeled or with_cot) and teacher_cache is None:
-            raise ConfigError("include_unlabeled and with_cot need a teacher_cache")
+        if (include_unlabeled or with_cot or with_hidden) and teacher_cache is None:
+            raise ConfigError("include_unlabeled, with_cot and with_hidden need a teacher_cache")
+        if pool_ratio is not None and not include_unlabeled:
+            raise ConfigError("pool_ratio chooses pool pairs: it needs include_unlabeled")
+        if pool_ratio is not None and not pool_ratio >= 0:  # also refuses nan
+            raise ConfigError(f"pool_ratio must be >= 0 (or None), got {pool_ratio}")
         self.data_dir = Path(data_dir)
         self._tokenizer_arg = tokenizer
         self._tokenizer: Any = None
@@ -156,8 +179,10 @@ class QueryItemDataModule(pl.LightningDataModule):
         self.mega_batch_factor = int(mega_batch_factor)
         self.drop_last = drop_last
         self.include_unlabeled = include_unlabeled
+        self.pool_ratio = None if pool_ratio is None else float(pool_ratio)
         self.teacher_cache_arg = teacher_cache
         self.with_cot = with_cot
+        self.with_hidden = with_hidden
         self.num_workers = int(num_workers)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -189,12 +214,14 @@ class QueryItemDataModule(pl.LightningDataModule):
                 "mega_batch_factor": self.mega_batch_factor,
                 "drop_last": drop_last,
                 "include_unlabeled": include_unlabeled,
+                "pool_ratio": self.pool_ratio,
                 "teacher_cache": None
                 if teacher_cache is None
                 else str(
                     teacher_cache.root if isinstance(teacher_cache, TeacherCache) else teacher_cache
                 ),
                 "with_cot": with_cot,
+                "with_hidden": with_hidden,
                 "num_workers": self.num_workers,
                 "seed": self.seed,
                 "test_splits": list(self.test_splits),
@@ -205,6 +232,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._store: TokenizedStore | PromptStore | None = None
         self._teacher: TeacherCache | None = None
         self._teacher_rows: np.ndarray | None = None
+        self._pool: np.ndarray | None = None  # store rows of the pool pairs training draws
         self._collator: PairCollator | PromptCollator | None = None
         self._eval_collator: PromptCollator | None = None
         self._lengths: np.ndarray | None = None
@@ -233,8 +261,33 @@ class QueryItemDataModule(pl.LightningDataModule):
         arg = self.teacher_cache_arg
         root = arg.root if isinstance(arg, TeacherCache) else Path(arg)
         # checks the label scheme, the dataset's tables and the pair ids
-        self._teacher = TeacherCache.load(root, self._dataset, verify_hash=verify_hash)
-        self._teacher_rows = self._teacher.align(np.asarray(self.store.array("pair_id")))
+        teacher = TeacherCache.load(root, self._dataset, verify_hash=verify_hash)
+        if self.with_hidden:
+            _check_hidden(teacher)
+        rows = teacher.align(np.asarray(self.store.array("pair_id")))
+        self._pool = self._pool_rows(root, rows) if self.include_unlabeled else None
+        self._teacher, self._teacher_rows = teacher, rows
+
+    def _pool_rows(self, root: Path, teacher_rows: np.ndarray) -> np.ndarray:
+        """Bool mask over store rows: the unlabelled pairs training adds (see ``pool_ratio``)."""
+        s = self.store
+        labelled = np.asarray(s.array("label")) >= 0
+        covered = teacher_rows >= 0
+        if self.pool_ratio is None:
+            return covered & ~labelled
+        train = np.asarray(s.array("split")) == SPLITS.index("train")
+        want = pool_mask(np.asarray(s.array("pair_id")), labelled, train, self.pool_ratio)
+        asked, have = int(want.sum()), int((want & covered).sum())
+        if have < asked:
+            r = f"{self.pool_ratio:g}"
+            raise ConfigError(
+                f"{root}: data.pool_ratio {r} asks for {asked} pool pairs "
+                f"({r} x {int((labelled & train).sum())} labelled train pairs) but the teacher "
+                f"cache covers {have} of them ({int((covered & ~labelled & train).sum())} pool pairs in "
+                f"all); annotate them with `relkd teacher annotate RUN_DIR --out {root} "
+                f"--pool-ratio {r}`"
+            )
+        return want
 
     def _open_store(self, build: bool) -> TokenizedStore | PromptStore:
         # A table edited after its manifest was written would otherwise be served from a store
@@ -289,6 +342,21 @@ class QueryItemDataModule(pl.LightningDataModule):
         return self._teacher
 
     @property
+    def teacher_hidden_dim(self) -> int:
+        """H of the ``teacher_hidden`` batch key; 0 without ``with_hidden``. Read from the
+        cache (opened here if prepare_data/setup has not yet), so a model can be sized first."""
+        if not self.with_hidden:
+            return 0
+        teacher = self._teacher
+        if teacher is None:
+            arg = self.teacher_cache_arg
+            assert arg is not None
+            if not isinstance(arg, TeacherCache):  # sizes only: prepare_data hashes it
+                arg = TeacherCache.load(arg, verify_hash=False)
+            teacher = arg
+        return int(_check_hidden(teacher).shape[1])
+
+    @property
     def collator(self) -> PairCollator | PromptCollator:
         """The training collator (prompt mode: with responses)."""
         if self._collator is None and isinstance(self.store, PromptStore):
@@ -306,6 +374,7 @@ class QueryItemDataModule(pl.LightningDataModule):
                 teacher=self._teacher,
                 teacher_rows=self._teacher_rows,
                 with_cot=self.with_cot,
+                with_hidden=self.with_hidden,
             )
         return self._collator
 
@@ -338,13 +407,13 @@ class QueryItemDataModule(pl.LightningDataModule):
 
     def rows(self, split: str) -> np.ndarray:
         """Store rows a split's loader draws from: labelled pairs (train: plus unlabelled ones the
-        teacher covers, with ``include_unlabeled``)."""
+        teacher covers, with ``include_unlabeled``; only the ``pool_ratio`` subset of them)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         s = self.store
         keep = np.asarray(s.array("label")) >= 0
-        if split == "train" and self.include_unlabeled and self._teacher_rows is not None:
-            keep |= self._teacher_rows >= 0
+        if split == "train" and self._pool is not None:
+            keep |= self._pool
         keep &= np.asarray(s.array("split")) == SPLITS.index(split)
         return np.flatnonzero(keep)
 

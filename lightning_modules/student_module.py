@@ -26,9 +26,12 @@ class StudentModule(RelevanceModule):
     """A relevance student: ``net`` (nn.Module) trained with ``loss`` (WeightedLoss).
 
     Args:
-        net: maps the batch's model inputs to ``{"logits": (B, K)}``; it reads the batch keys
-            named by its ``input_keys`` attribute (default: the cross-encoder inputs).
-        loss: the weighted combiner; every term is logged as ``train/loss/<term>``.
+        net: maps the batch's model inputs to ``{"logits": (B, K), ...}`` (CrossEncoder,
+            TwoTower); it reads the batch keys named by its ``input_keys`` attribute (default:
+            the cross-encoder inputs).
+        loss: the weighted combiner; every term is logged as ``train/loss/<term>`` and every
+            scheduled weight as ``train/weight/<term>``; terms may own parameters (auxiliary
+            heads), which train in the head's optimiser group.
         scheme: label scheme, for gains (ranking score) and metrics.
         optim: ``lr, head_lr, weight_decay, warmup_ratio, scheduler``.
         eval_splits: names of the dataloaders passed to ``trainer.test``, in order; when
@@ -55,7 +58,27 @@ class StudentModule(RelevanceModule):
         return out
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.log_loss(self.loss(self(batch), batch), batch)
+        if self._trainer is not None:
+            # weight and temperature schedules follow the fraction of training done
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            self.loss.set_progress(min(1.0, self.global_step / total))
+        result = self.loss(self(batch), batch)
+        for name, weight in result.weights.items():
+            self.log(f"train/weight/{name}", weight, batch_size=int(batch["labels"].shape[0]))
+        return self.log_loss(result, batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_net_caches()
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_net_caches()
+
+    def _reset_net_caches(self) -> None:
+        # a two-tower caches item embeddings within one evaluation pass; weights may have
+        # changed since the last one (training, or a checkpoint loaded for testing)
+        reset = getattr(self.net, "reset_item_cache", None)
+        if reset is not None:
+            reset()
 
     # ---- evaluation and optimisation ----
     def eval_outputs(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -71,4 +94,7 @@ class StudentModule(RelevanceModule):
             if param.requires_grad:
                 (head if name.startswith("head.") else body).append((name, param))
         decay, no_decay = split_decay(body)
-        return decay, no_decay, [p for _, p in head]
+        # parameters a loss term owns (auxiliary CoT heads, hidden-state projections) start
+        # fresh, like the head
+        aux = [p for p in self.loss.parameters() if p.requires_grad]
+        return decay, no_decay, [p for _, p in head] + aux

@@ -112,6 +112,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
+    pipe = sub.add_parser(
+        "pipeline",
+        help="teacher -> annotate -> students -> one comparison table (reuses finished steps)",
+    )
+    pipe.add_argument(
+        "pipeline", type=Path, help="a pipeline YAML, e.g. experiments/pipeline/quickstart.yaml"
+    )
+    pipe.add_argument("overrides", nargs="*", help="dotlist overrides for every step, e.g. seed=1")
+    exp = sub.add_parser("export", help="export a student run for serving (ONNX)")
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("--format", default="onnx", choices=["onnx"])
+    exp.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/export/onnx")
+    exp.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
 
 
 def _add_teacher(sub: argparse._SubParsersAction) -> None:
@@ -154,6 +167,14 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
     ann.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
     ann.add_argument("--splits", default="train,val,test", help="labelled splits to annotate")
     ann.add_argument("--pool", action="store_true", help="also the unlabelled pool")
+    ann.add_argument(
+        "--pool-ratio",
+        type=float,
+        default=None,
+        metavar="R",
+        help="only a fixed, nested subset of the pool: R x the labelled train pairs (implies "
+        "--pool; matches data.pool_ratio; a larger R later adds the missing pairs)",
+    )
     ann.add_argument(
         "--out",
         type=Path,
@@ -300,6 +321,16 @@ def run(args: argparse.Namespace) -> int:
 
         final = finalize_cache(args.cache, args.data)
         print(f"{args.cache}: finalized, {final['rows']} pairs from {final['parts']} parts")
+        return 0
+    if args.cmd == "pipeline":
+        from relkd.pipeline import run_pipeline
+
+        print(run_pipeline(args.pipeline, args.overrides))
+        return 0
+    if args.cmd == "export":
+        from relkd.serving.onnx_export import export_from_cli
+
+        print(export_from_cli(args.run_dir, out=args.out, ckpt=args.ckpt))
         return 0
     if args.cmd == "eval":
         from relkd.evaluate import evaluate_run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -457,3 +458,38 @@ def test_limit_is_a_partial_run_that_a_full_run_completes(
     assert "5 already cached" in capsys.readouterr().out
     cache = TeacherCache.load(out)
     assert cache.rows == len(requested_pairs(CanonicalDataset(dataset_of(cls_run)), ["val"], False))
+
+
+def test_pool_ratio_annotates_the_nested_pool_subset_and_a_larger_ratio_adds_to_it(
+    cls_run: Path, prompts: Path, tmp_path: Path, capsys
+) -> None:
+    from relkd.data.pool_subset import pool_mask
+
+    ds = CanonicalDataset(dataset_of(cls_run))
+    t = ds.table("pairs", ["pair_id", "label", "split"]).to_pydict()
+    pid = np.asarray(t["pair_id"], np.int64)
+    labelled = np.asarray([v is not None for v in t["label"]])
+    train = np.asarray([s == "train" for s in t["split"]])
+    val = labelled & (np.asarray(t["split"]) == "val")
+    out = tmp_path / "cache"
+    assert annotate(cls_run, out, prompts, "--splits", "val", "--pool-ratio", "0.05") == 0
+    small = pool_mask(pid, labelled, train, 0.05)
+    assert small.sum() == round(0.05 * (labelled & train).sum()) > 0
+    np.testing.assert_array_equal(TeacherCache.load(out, ds).pair_id, np.sort(pid[val | small]))
+    capsys.readouterr()
+    # a larger ratio into the same folder (same fingerprint) adds only the missing pairs, here
+    # from two shards that `cache finalize` then joins
+    for shard in ("0/2", "1/2"):
+        args = ("--splits", "val", "--pool-ratio", "0.1", "--shard", shard)
+        assert annotate(cls_run, out, prompts, *args) == 0
+    skipped = re.findall(r"(\d+) already cached", capsys.readouterr().out)
+    assert sum(map(int, skipped)) == (val | small).sum()
+    assert main(["teacher", "cache", "finalize", str(out)]) == 0
+    big = pool_mask(pid, labelled, train, 0.1)
+    assert not (small & ~big).any()
+    cache = TeacherCache.load(out, ds)
+    np.testing.assert_array_equal(cache.pair_id, np.sort(pid[val | big]))
+    request = json.loads((out / "manifest.json").read_text())["finalized"]["request"]
+    assert request == {"splits": ["val"], "pool": True, "pool_ratio": 0.1}
+    total = sum(int(p["rows"]) for p in listed_parts(out))
+    assert total == cache.rows  # nothing was annotated twice

@@ -222,3 +222,239 @@ def test_listwise_kl_is_zero_for_the_teachers_own_order_up_to_a_shift() -> None:
     assert float(ListwiseKL(ESCI.gains)(out, b)) == pytest.approx(0.0, abs=1e-6)
     b["query_index"] = torch.arange(6)
     assert float(ListwiseKL(ESCI.gains)(out, b)) == 0.0
+
+
+# -- auxiliary terms: cot_aspects, hidden_mse ----------------------------------------------
+
+
+def aspect_batch(b: int = 10, f: int = 6, seed: int = 7) -> tuple[dict, dict]:
+    from relkd.data.schema import ASPECT_VALUES, ASPECTS
+
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(b, f, generator=g, requires_grad=True)
+    codes = torch.randint(0, len(ASPECT_VALUES), (b, len(ASPECTS)), generator=g)
+    codes[torch.rand(b, len(ASPECTS), generator=g) < 0.3] = -1
+    mask = torch.rand(b, generator=g) > 0.25
+    return {"features": features}, {"teacher_aspects": codes, "teacher_mask": mask}
+
+
+def reference_cot_aspects(term, features, codes, mask) -> torch.Tensor:
+    w, bias = term.heads.weight.detach(), term.heads.bias.detach()
+    a, v = codes.shape[1], w.shape[0] // codes.shape[1]
+    losses = []
+    for i in range(len(features)):
+        for j in range(a):
+            if not mask[i] or codes[i, j] < 0:
+                continue
+            logits = w[j * v : (j + 1) * v] @ features[i] + bias[j * v : (j + 1) * v]
+            losses.append(-logits.log_softmax(-1)[codes[i, j]])
+    return torch.stack(losses).mean()
+
+
+def test_cot_aspects_matches_reference_over_present_slots_and_trains_its_heads() -> None:
+    from relkd.data.schema import ASPECT_VALUES, ASPECTS
+    from relkd.losses.cot_aspects import CotAspects
+
+    torch.manual_seed(0)
+    out, b = aspect_batch()
+    term = CotAspects(feature_dim=6)
+    assert term.logits(out["features"]).shape == (10, len(ASPECTS), len(ASPECT_VALUES))
+    got = term(out, b)
+    want = reference_cot_aspects(
+        term, out["features"].detach(), b["teacher_aspects"], b["teacher_mask"]
+    )
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+    got.backward()
+    assert term.heads.weight.grad.abs().sum() > 0
+    uncovered = ~b["teacher_mask"] | (b["teacher_aspects"] < 0).all(-1)
+    assert out["features"].grad[uncovered].abs().sum() == 0  # nothing leaks from unused rows
+
+
+@pytest.mark.parametrize("missing", ["codes", "mask"])
+def test_cot_aspects_without_present_slots_is_zero_with_zero_grads_on_the_heads(missing) -> None:
+    """DDP needs every parameter in the graph: the heads get a 0 gradient, not None."""
+    from relkd.losses.cot_aspects import CotAspects
+
+    out, b = aspect_batch()
+    if missing == "codes":
+        b["teacher_aspects"] = torch.full_like(b["teacher_aspects"], -1)
+    else:
+        b["teacher_mask"] = torch.zeros_like(b["teacher_mask"])
+    term = CotAspects(feature_dim=6)
+    loss = term(out, b)
+    loss.backward()
+    assert float(loss) == 0.0
+    for p in term.parameters():
+        assert p.grad is not None and p.grad.abs().sum() == 0
+    assert out["features"].grad is not None
+
+
+def hidden_batch(b: int = 9, hs: int = 5, ht: int = 12, seed: int = 8) -> tuple[dict, dict]:
+    g = torch.Generator().manual_seed(seed)
+    pooled = torch.randn(b, hs, generator=g, requires_grad=True)
+    hidden = (torch.randn(b, ht, generator=g) * 300).half()  # LLM-sized norms, fp16 cache
+    mask = torch.rand(b, generator=g) > 0.3
+    return {"pooled": pooled}, {"teacher_hidden": hidden, "teacher_mask": mask}
+
+
+def reference_hidden_mse(term, pooled, hidden, mask) -> torch.Tensor:
+    w, bias = term.proj.weight.detach(), term.proj.bias.detach()
+    rows = []
+    for i in range(len(pooled)):
+        if not mask[i]:
+            continue
+        s = w @ pooled[i] + bias
+        t = hidden[i].double().float()
+        s, t = s / s.norm(), t / t.norm()
+        rows.append(sum((s[k] - t[k]) ** 2 for k in range(len(s))))
+    return torch.stack(rows).mean()
+
+
+def test_hidden_mse_matches_reference_and_ignores_the_teachers_norm() -> None:
+    from relkd.losses.hidden_mse import HiddenMSE
+
+    torch.manual_seed(1)
+    out, b = hidden_batch()
+    term = HiddenMSE(pooled_dim=5, teacher_hidden_dim=12)
+    got = term(out, b)
+    want = reference_hidden_mse(
+        term, out["pooled"].detach(), b["teacher_hidden"], b["teacher_mask"]
+    )
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+    assert 0.0 <= float(got) <= 4.0  # 2 - 2cos on unit vectors
+    scaled = dict(b, teacher_hidden=(b["teacher_hidden"].float() / 50).half())
+    torch.testing.assert_close(term(out, scaled).detach(), got.detach(), rtol=1e-3, atol=1e-4)
+    got.backward()
+    assert term.proj.weight.grad.abs().sum() > 0
+    assert out["pooled"].grad[~b["teacher_mask"]].abs().sum() == 0
+
+
+def test_hidden_mse_without_covered_rows_is_zero_with_zero_grads_on_the_projection() -> None:
+    from relkd.losses.hidden_mse import HiddenMSE
+
+    out, b = hidden_batch()
+    b["teacher_mask"] = torch.zeros_like(b["teacher_mask"])
+    term = HiddenMSE(5, 12)
+    loss = term(out, b)
+    loss.backward()
+    assert float(loss) == 0.0
+    for p in term.parameters():
+        assert p.grad is not None and p.grad.abs().sum() == 0
+
+
+def test_hidden_mse_without_hidden_states_names_the_flag_and_the_annotate_option() -> None:
+    from relkd.losses.hidden_mse import HiddenMSE
+
+    out, b = hidden_batch()
+    del b["teacher_hidden"]
+    with pytest.raises(KeyError, match=r"--hidden.*data\.with_hidden"):
+        HiddenMSE(5, 12)(out, b)
+    with pytest.raises(ValueError, match="width 12"):
+        HiddenMSE(5, 16)(*hidden_batch())
+
+
+def loss_cfg(weights: dict, **extra) -> object:
+    from omegaconf import OmegaConf
+
+    base = {
+        "weights": weights,
+        "label_smoothing": 0.0,
+        "temperature": 1.0,
+        "listwise_temperature": 0.1,
+        "soft_targets": {},
+        "grades": {},
+    }
+    return OmegaConf.create({**base, **extra})
+
+
+def test_build_loss_gives_the_auxiliary_terms_their_dims_and_names_a_missing_one() -> None:
+    from relkd.errors import ConfigError
+
+    cfg = loss_cfg({"hard_ce": 1.0, "cot_aspects": 0.3, "hidden_mse": 0.2})
+    with pytest.raises(ConfigError, match=r"cot_aspects.*feature_dim"):
+        build_loss(cfg, ESCI, pooled_dim=8, teacher_hidden_dim=16)
+    with pytest.raises(ConfigError, match=r"hidden_mse.*teacher_hidden_dim"):
+        build_loss(cfg, ESCI, feature_dim=32, pooled_dim=8)
+    loss = build_loss(cfg, ESCI, feature_dim=32, pooled_dim=8, teacher_hidden_dim=16)
+    assert loss.terms["cot_aspects"].heads.in_features == 32
+    assert (
+        loss.terms["hidden_mse"].proj.in_features,
+        loss.terms["hidden_mse"].proj.out_features,
+    ) == (8, 16)
+    assert build_loss(loss_cfg({"hard_ce": 1.0}), ESCI).weights == {"hard_ce": 1.0}  # no dims
+
+
+def test_term_groups_partition_the_kd_ratio_split() -> None:
+    from relkd.losses.registry import (
+        AUXILIARY_TERMS,
+        DISTILLATION_TERMS,
+        LABEL_TERMS,
+        LOSS_TERMS,
+    )
+
+    assert AUXILIARY_TERMS == {"cot_aspects", "hidden_mse"} <= DISTILLATION_TERMS
+    assert {"hard_ce", "soft_target_ce", "graded_bce"} == LABEL_TERMS
+    assert not LABEL_TERMS & DISTILLATION_TERMS
+    assert set(LOSS_TERMS) >= AUXILIARY_TERMS | LABEL_TERMS
+
+
+# -- loss.kd_ratio -----------------------------------------------------------------------
+
+
+def test_kd_ratio_splits_label_and_distillation_groups_by_the_users_weights() -> None:
+    from relkd.losses import effective_weights
+
+    weights = {"hard_ce": 2.0, "graded_bce": 1.0, "soft_kl": 1.0, "score_mse": 3.0}
+    cfg = loss_cfg({**weights, "cot_aspects": 0.7, "margin_mse": 0.0}, kd_ratio=0.4)
+    got = effective_weights(cfg)
+    want = {
+        "hard_ce": 0.6 * 2 / 3,
+        "graded_bce": 0.6 * 1 / 3,
+        "soft_kl": 0.4 * 1 / 4,
+        "score_mse": 0.4 * 3 / 4,
+        "cot_aspects": 0.7,  # auxiliary: absolute weight
+    }
+    assert got == pytest.approx(want)
+    assert sum(got[n] for n in want if n != "cot_aspects") == pytest.approx(1.0)
+    assert cfg.weights.hard_ce == 2.0  # the config is not rewritten
+    assert effective_weights(loss_cfg(weights)) == weights  # kd_ratio unset: weights as given
+    # the same ratio whatever the scale of a group's weights
+    scaled = loss_cfg({"hard_ce": 20.0, "graded_bce": 10.0, "soft_kl": 1.0, "score_mse": 3.0})
+    scaled.kd_ratio = 0.4
+    assert effective_weights(scaled) == pytest.approx(
+        {k: v for k, v in want.items() if k != "cot_aspects"}
+    )
+
+
+@pytest.mark.parametrize(("ratio", "left"), [(0.0, {"hard_ce"}), (1.0, {"soft_kl"})])
+def test_kd_ratio_at_an_end_leaves_the_other_group_out(ratio: float, left: set) -> None:
+    from relkd.losses import effective_weights
+
+    cfg = loss_cfg({"hard_ce": 0.3, "soft_kl": 5.0}, kd_ratio=ratio)
+    assert effective_weights(cfg) == pytest.approx(dict.fromkeys(left, 1.0))
+    loss = build_loss(cfg, ESCI)
+    assert set(loss.terms) == left  # a term at 0 is not built
+
+
+def test_kd_ratio_is_validated_and_the_cache_checks_see_the_effective_weights(tmp_path) -> None:
+    from relkd.config import compose
+    from relkd.errors import ConfigError
+    from tests.conftest import QUICKSTART
+
+    with pytest.raises(ConfigError, match=r"command line.*loss\.kd_ratio.*distillation"):
+        compose(QUICKSTART, ["loss.kd_ratio=0.5"])  # only hard_ce
+    only_kd = ["loss.weights.hard_ce=0", "loss.weights.soft_kl=1", f"data.teacher_cache={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"loss\.kd_ratio.*no label term"):
+        compose(QUICKSTART, [*only_kd, "loss.kd_ratio=0.5"])
+    with pytest.raises(ConfigError, match=r"loss\.kd_ratio.*\[0, 1\]"):
+        compose(QUICKSTART, [*only_kd, "loss.kd_ratio=1.5"])
+    assert compose(QUICKSTART, [*only_kd, "loss.kd_ratio=1.0"]).loss.kd_ratio == 1.0
+    # kd_ratio 0 switches distillation off: no cache, no group_size needed
+    cfg = compose(QUICKSTART, ["loss.weights.margin_mse=1", "loss.kd_ratio=0"])
+    assert cfg.loss.weights.margin_mse == 1.0 and cfg.loss.kd_ratio == 0.0  # saved as given
+    with pytest.raises(ConfigError, match=r"set data\.teacher_cache"):
+        compose(QUICKSTART, ["loss.weights.soft_kl=1", "loss.kd_ratio=0.5"])
+    with pytest.raises(ConfigError, match=r"cot_aspects.*set data\.teacher_cache"):
+        compose(QUICKSTART, ["loss.weights.cot_aspects=0.5"])
+    with pytest.raises(ConfigError, match=r"at least one weight"):
+        compose(QUICKSTART, ["loss.weights.hard_ce=0"])

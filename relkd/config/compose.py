@@ -20,6 +20,7 @@ from relkd.config.experiment_config import (
     DATASET_KINDS,
     FINETUNE,
     PRECISIONS,
+    SIMILARITIES,
     STRATEGIES,
     STUDENTS,
     TASKS,
@@ -58,6 +59,25 @@ def _base_for(experiment: Path) -> Path | None:
     return None
 
 
+def _with_parents(path: Path, conf: DictConfig, seen: tuple[Path, ...] = ()) -> list[Layer]:
+    """``extends: other.yaml`` (relative to the file) layers that experiment first, so an
+    ablation holds only what it changes from the recipe it ablates."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"{path}: key extends: cycle ({chain})")
+    parent_name = conf.pop("extends", None)
+    if parent_name is None:
+        return [Layer(str(path), conf)]
+    if not isinstance(parent_name, str):
+        raise ConfigError(f"{path}: key extends: must be a file name")
+    parent = path.parent / parent_name
+    if not parent.is_file():
+        raise ConfigError(f"{path}: key extends: {parent} not found")
+    parent_conf = _read_yaml(parent)
+    parent_conf.pop("experiment", None)  # the experiment is named by the leaf file
+    return [*_with_parents(parent, parent_conf, (*seen, path.resolve())), Layer(str(path), conf)]
+
+
 def _key_is_set(conf: DictConfig, key: str) -> bool:
     return OmegaConf.select(conf, key, default="__relkd_missing__") != "__relkd_missing__"
 
@@ -85,7 +105,7 @@ def compose(
     exp_conf = _read_yaml(path)
     if "experiment" not in exp_conf:
         exp_conf.experiment = path.stem
-    layers.append(Layer(str(path), exp_conf))
+    layers.extend(_with_parents(path, exp_conf) if with_base else [Layer(str(path), exp_conf)])
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
@@ -115,7 +135,7 @@ def _check(ok: bool, layers: Sequence[Layer], key: str, message: str) -> None:
 
 def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     """Semantic checks the type system cannot express (choices, ranges, known loss terms)."""
-    from relkd.losses.registry import LOSS_TERMS
+    from relkd.losses.registry import LOSS_TERMS, effective_weights, kd_ratio_problem
 
     t, d, m = cfg.trainer, cfg.data, cfg.model
     _check(
@@ -141,9 +161,36 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     )
     _check(d.max_length >= 8, layers, "data.max_length", "must be >= 8")
     _check(
+        d.pool_ratio is None or d.include_unlabeled,
+        layers,
+        "data.pool_ratio",
+        "chooses pool pairs: set data.include_unlabeled true (or pool_ratio null)",
+    )
+    _check(d.pool_ratio is None or d.pool_ratio >= 0, layers, "data.pool_ratio", "must be >= 0")
+    for key in ("include_unlabeled", "with_cot", "with_hidden"):
+        _check(
+            not d[key] or bool(d.teacher_cache),
+            layers,
+            f"data.{key}",
+            "reads a teacher cache: set data.teacher_cache",
+        )
+    _check(
         m.student in STUDENTS, layers, "model.student", f"{m.student!r} not in {sorted(STUDENTS)}"
     )
     _check(m.pooling in ("cls", "mean"), layers, "model.pooling", "must be cls or mean")
+    _check(
+        m.encoder_layers is None or m.encoder_layers >= 1,
+        layers,
+        "model.encoder_layers",
+        "must be >= 1 (or null for every layer)",
+    )
+    _check(
+        m.two_tower.similarity in SIMILARITIES,
+        layers,
+        "model.two_tower.similarity",
+        f"{m.two_tower.similarity!r} not in {SIMILARITIES}",
+    )
+    _check(m.two_tower.scale > 0, layers, "model.two_tower.scale", "must be > 0")
     _check(0.0 <= m.dropout < 1.0, layers, "model.dropout", "must be in [0, 1)")
     unknown = sorted(set(cfg.loss.weights) - set(LOSS_TERMS))
     _check(
@@ -153,19 +200,22 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         f"unknown loss term(s) {unknown}; known: {sorted(LOSS_TERMS)}",
     )
     _check(
-        any(w > 0 for w in cfg.loss.weights.values()),
-        layers,
-        "loss.weights",
-        "at least one weight must be > 0",
-    )
-    _check(
         all(w >= 0 for w in cfg.loss.weights.values()),
         layers,
         "loss.weights",
         "weights must be >= 0",
     )
+    problem = kd_ratio_problem(cfg.loss)
+    _check(problem is None, layers, "loss.kd_ratio", str(problem))
+    _check(
+        bool(effective_weights(cfg.loss)),
+        layers,
+        "loss.weights",
+        "at least one weight must be > 0",
+    )
     _check(cfg.loss.temperature > 0, layers, "loss.temperature", "must be > 0")
     _check(cfg.loss.listwise_temperature > 0, layers, "loss.listwise_temperature", "must be > 0")
+    _validate_schedules(cfg, layers)
     _check(cfg.optim.lr > 0, layers, "optim.lr", "must be > 0")
     _check(
         cfg.optim.scheduler in ("linear", "constant"),
@@ -181,14 +231,56 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
 
 
+def _validate_schedules(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """loss.schedules (active terms only) and loss.temperature_schedule (needs soft_kl)."""
+    from relkd.losses.registry import effective_weights
+    from relkd.losses.weight_schedule import SCHEDULE_KINDS
+
+    active = effective_weights(cfg.loss)
+
+    def check_schedule(key: str, s: Any, positive: bool) -> None:
+        _check(s.kind in SCHEDULE_KINDS, layers, key, f"kind {s.kind!r} not in {SCHEDULE_KINDS}")
+        _check(0.0 < s.ramp <= 1.0, layers, key, f"ramp must be in (0, 1], got {s.ramp}")
+        if positive:
+            ok, bound = s.start > 0 and s.end > 0, "> 0 (a temperature multiplier)"
+        else:
+            ok, bound = s.start >= 0 and s.end >= 0, ">= 0"
+        _check(ok, layers, key, f"start and end must be {bound}, got {s.start}, {s.end}")
+
+    for name, schedule in cfg.loss.schedules.items():
+        key = f"loss.schedules.{name}"
+        _check(
+            name in active,
+            layers,
+            key,
+            f"{name!r} is not a loss term with weight > 0 (active: {sorted(active)})",
+        )
+        check_schedule(key, schedule, positive=False)
+    if cfg.loss.temperature_schedule is not None:
+        key = "loss.temperature_schedule"
+        _check(
+            "soft_kl" in active,
+            layers,
+            key,
+            "scales loss.temperature, which only soft_kl uses: give soft_kl a weight > 0 "
+            "or set it null",
+        )
+        check_schedule(key, cfg.loss.temperature_schedule, positive=True)
+
+
 def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The teacher section, and loss terms that only a teacher (or only some modes) can use."""
     from relkd.behavior import EVAL_QUERY_POLICIES
-    from relkd.losses.registry import DISTILLATION_TERMS, GROUPED_TERMS, TEACHER_ONLY_TERMS
+    from relkd.losses.registry import (
+        DISTILLATION_TERMS,
+        GROUPED_TERMS,
+        TEACHER_ONLY_TERMS,
+        effective_weights,
+    )
     from relkd.prompts.item_renderer import ITEM_FIELDS
 
     t = cfg.teacher
-    active = {name for name, w in cfg.loss.weights.items() if w > 0}
+    active = set(effective_weights(cfg.loss))  # after loss.kd_ratio's expansion
     _check(t.mode in TEACHER_MODES, layers, "teacher.mode", f"{t.mode!r} not in {TEACHER_MODES}")
     _check(t.finetune in FINETUNE, layers, "teacher.finetune", f"{t.finetune!r} not in {FINETUNE}")
     _check(
@@ -261,6 +353,15 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
             layers,
             "loss.weights",
             f"{grouped} compare items of a query: set data.group_size >= 2",
+        )
+        # data.with_hidden may be absent from the schema (older configs): only a False blocks
+        with_hidden = OmegaConf.select(cfg, "data.with_hidden", default=None)
+        _check(
+            "hidden_mse" not in active or with_hidden is not False,
+            layers,
+            "loss.weights",
+            "hidden_mse reads the teacher's hidden states: set data.with_hidden (and annotate "
+            "the cache with --hidden)",
         )
         return
     kd = sorted(active & DISTILLATION_TERMS)

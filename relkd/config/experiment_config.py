@@ -27,7 +27,8 @@ TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
 AGGREGATIONS = ("verdict", "mean", "fitted")
 # student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
-STUDENTS: dict[str, str] = {"cross_encoder": "cross"}
+STUDENTS: dict[str, str] = {"cross_encoder": "cross", "two_tower": "bi"}
+SIMILARITIES = ("cosine", "dot")
 
 
 @dataclass
@@ -59,9 +60,21 @@ class DataConfig:
     group_size: int = 0  # k items per query in a batch; 0 = plain batches
     length_bucketing: bool = True
     include_unlabeled: bool = False
+    pool_ratio: float | None = None  # pool pairs as a multiple of labelled train pairs; None = all
     teacher_cache: str | None = None
     with_cot: bool = False
+    with_hidden: bool = False  # teacher_hidden in batches (cache annotated with --hidden)
     num_workers: int = 0
+
+
+@dataclass
+class TwoTowerSettings:
+    """The representation-based student (model.student: two_tower)."""
+
+    shared: bool = True  # one encoder for queries and items, or two
+    similarity: str = "cosine"  # cosine (times a learned scale) | dot
+    scale: float = 20.0  # the cosine's initial scale
+    concat_head: bool = True  # class head over [u, v, |u-v|, u*v]; false: logits affine in sim
 
 
 @dataclass
@@ -75,6 +88,18 @@ class ModelConfig:
     tiny_hidden_size: int = 128
     tiny_layers: int = 2
     tiny_heads: int = 2
+    encoder_layers: int | None = None  # keep only the first k layers (a smaller student)
+    two_tower: TwoTowerSettings = field(default_factory=TwoTowerSettings)
+
+
+@dataclass
+class ScheduleConfig:
+    """A multiplier over training progress p in [0, 1] (relkd/losses/weight_schedule.py)."""
+
+    kind: str = "linear"  # linear | cosine | step
+    start: float = 0.0  # multiplier at p = 0
+    end: float = 1.0  # multiplier reached at p = ramp, held after
+    ramp: float = 0.1  # fraction of training in (0, 1]
 
 
 @dataclass
@@ -82,6 +107,8 @@ class LossConfig:
     """Weights per loss term (0 disables a term); Optuna searches these later."""
 
     weights: dict[str, float] = field(default_factory=lambda: {"hard_ce": 1.0})
+    # (1 - r) to the label terms, r to score distillation, each group normalised; None: off
+    kd_ratio: float | None = None
     label_smoothing: float = 0.0
     temperature: float = 1.0
     listwise_temperature: float = 0.1
@@ -89,6 +116,10 @@ class LossConfig:
     soft_targets: dict[str, dict[str, float]] = field(default_factory=dict)
     # graded_bce: label -> grade in [0, 1]; unnamed labels: top 1, second 0.5, rest 0
     grades: dict[str, float] = field(default_factory=dict)
+    # term -> schedule of its weight's multiplier (default: a linear warm-up 0 -> 1 over 10%)
+    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
+    # multiplier of loss.temperature over training (soft_kl only); None: constant
+    temperature_schedule: ScheduleConfig | None = None
 
 
 @dataclass

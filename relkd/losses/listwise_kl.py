@@ -14,7 +14,9 @@ class ListwiseKL(TeacherScoreTerm):
     ``KL(softmax(t / τ) ‖ softmax(s / τ))`` over those items, averaged over the queries. ``s``
     is the student's expected gain ``softmax(logits) @ gains`` and ``t`` the cache's
     ``teacher_score``; both lie in [0, 1], so τ is small (``loss.listwise_temperature``,
-    default 0.1). Batches need several items per query: set ``data.group_size``.
+    default 0.1). Batches need several items per query: set ``data.group_size``. τ is not
+    scheduled: ``loss.temperature_schedule`` scales ``loss.temperature`` (soft_kl) only, since τ
+    works on a different scale (scores in [0, 1], not logits).
 
     Shapes:
         outputs["logits"]: (B, K) student logits.

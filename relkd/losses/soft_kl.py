@@ -14,7 +14,9 @@ class SoftKL(nn.Module):
     """``T² · KL(softmax(t / T) ‖ softmax(s / T))``, averaged over the rows the teacher covers.
 
     The T² factor keeps the gradient's scale independent of the temperature, so ``T`` can be
-    searched without retuning the term's weight.
+    searched without retuning the term's weight. ``loss.temperature_schedule`` anneals T:
+    :meth:`set_temperature_scale` (called by ``WeightedLoss.set_progress``) multiplies the base
+    ``temperature`` by the schedule's value.
 
     Shapes:
         outputs["logits"]: (B, K) student logits.
@@ -26,7 +28,18 @@ class SoftKL(nn.Module):
         super().__init__()
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
-        self.temperature = float(temperature)
+        self.temperature = float(temperature)  # the base T (loss.temperature)
+        self.temperature_scale = 1.0
+
+    @property
+    def current_temperature(self) -> float:
+        return self.temperature * self.temperature_scale
+
+    def set_temperature_scale(self, scale: float) -> None:
+        """Use ``T = temperature * scale`` from now on (a temperature schedule's multiplier)."""
+        if not scale > 0:
+            raise ValueError(f"temperature scale must be > 0, got {scale}")
+        self.temperature_scale = float(scale)
 
     def forward(
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
@@ -35,7 +48,7 @@ class SoftKL(nn.Module):
         used = teacher_rows(batch)
         if not bool(used.any()):
             return zero_loss(logits)
-        t = self.temperature
+        t = self.current_temperature
         log_q = (logits[used] / t).log_softmax(-1)
         log_p = (batch["teacher_logits"][used].float() / t).log_softmax(-1)
         kl = (log_p.exp() * (log_p - log_q)).sum(-1)

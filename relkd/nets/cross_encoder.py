@@ -11,7 +11,8 @@ class CrossEncoder(nn.Module):
 
     Shapes:
         input_ids, attention_mask, token_type_ids: (B, L) int64.
-        returns {"logits": (B, K) float, "pooled": (B, H) float}.
+        returns {"logits": (B, K) float, "pooled": (B, H) float, "features": (B, H) (the pooled
+        vector again: what auxiliary heads such as cot_aspects read)}.
     ``input_keys`` names the batch keys the student module passes in (a two-tower net declares
     its query/item keys instead). The pooled vector is returned so later terms (contrastive
     adversarial training, CoT distillation heads) can read it without a second forward pass.
@@ -50,4 +51,5 @@ class CrossEncoder(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return {"logits": self.head(self.dropout(pooled)), "pooled": pooled}
+        logits = self.head(self.dropout(pooled))
+        return {"logits": logits, "pooled": pooled, "features": pooled}

@@ -47,8 +47,13 @@ class EncoderSpec:
     pretrained: str | None  # weights id / path, None for a config-built model
     config_overrides: dict[str, Any]
 
-    def build(self, dropout: float) -> nn.Module:
-        """Instantiate the encoder (loads weights when pretrained)."""
+    def build(self, dropout: float, layers: int | None = None) -> nn.Module:
+        """Instantiate the encoder (loads weights when pretrained).
+
+        ``layers`` keeps only the first k transformer layers of a pretrained encoder (the
+        smaller students); the dropped layers' weights are never loaded. A config-built encoder
+        (tiny-bert) takes its depth from ``model.tiny_layers`` instead.
+        """
         from transformers import AutoConfig, AutoModel, BertConfig
 
         if self.pretrained is None:
@@ -60,6 +65,13 @@ class EncoderSpec:
             config.attention_probs_dropout_prob = dropout
             return AutoModel.from_config(config)
         config = AutoConfig.from_pretrained(self.pretrained)
+        if layers is not None:
+            depth = int(getattr(config, "num_hidden_layers", 0))
+            if not 1 <= layers <= depth:
+                raise ConfigError(
+                    f"model.encoder_layers: {layers} is outside 1..{depth} ({self.name} has {depth})"
+                )
+            config.num_hidden_layers = int(layers)
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
             if hasattr(config, key):
                 setattr(config, key, dropout)

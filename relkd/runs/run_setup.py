@@ -54,8 +54,15 @@ def _student(
         datamodule=build_datamodule(cfg, data_dir, spec),
         module=build_student(cfg, spec, dataset.scheme, eval_splits),
         info=info,
-        name=str(cfg.model.encoder),
+        name=student_name(cfg.model),
     )
+
+
+def student_name(model_cfg: Any) -> str:
+    """How a student shows in printed tables: kind, encoder and depth if cut."""
+    kind = "two-tower" if model_cfg.student == "two_tower" else "cross-encoder"
+    depth = f" L{model_cfg.encoder_layers}" if model_cfg.encoder_layers else ""
+    return f"{kind} {model_cfg.encoder}{depth}"
 
 
 def _teacher(

@@ -12,6 +12,7 @@ from relkd.errors import ConfigError
 from relkd.losses.registry import build_loss
 from relkd.nets.cross_encoder import CrossEncoder
 from relkd.nets.encoder_presets import EncoderSpec, resolve_encoder
+from relkd.nets.two_tower import TwoTower
 
 
 def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
@@ -35,31 +36,64 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
         group_size=d.group_size,
         length_bucketing=d.length_bucketing,
         include_unlabeled=d.include_unlabeled,
+        pool_ratio=d.pool_ratio,
         teacher_cache=d.teacher_cache,
         with_cot=d.with_cot,
+        with_hidden=d.with_hidden,
         num_workers=d.num_workers,
         seed=cfg.seed,
     )
 
 
+def build_net(cfg: Any, spec: EncoderSpec, num_labels: int) -> CrossEncoder | TwoTower:
+    """The student architecture ``model.student`` names, on the resolved encoder."""
+    m = cfg.model
+    if m.student not in STUDENTS:
+        raise ConfigError(f"model.student: {m.student!r} not in {sorted(STUDENTS)}")
+
+    def encoder() -> Any:
+        return spec.build(dropout=m.dropout, layers=m.encoder_layers)
+
+    if m.student == "two_tower":
+        t = m.two_tower
+        return TwoTower(
+            encoder(),
+            None if t.shared else encoder(),
+            num_labels,
+            pooling=m.pooling,
+            similarity=t.similarity,
+            scale=t.scale,
+            concat_head=t.concat_head,
+            dropout=m.dropout,
+        )
+    return CrossEncoder(encoder(), num_labels=num_labels, dropout=m.dropout, pooling=m.pooling)
+
+
+def teacher_hidden_dim(cfg: Any) -> int | None:
+    """Width of the cache's pooled teacher hidden states (None: no cache, or none stored)."""
+    if not cfg.data.teacher_cache:
+        return None
+    from relkd.teacher.cache_writer import read_cache_manifest
+
+    final = read_cache_manifest(Path(cfg.data.teacher_cache)).get("finalized") or {}
+    return int(final.get("hidden_dim") or 0) or None
+
+
 def build_student(
     cfg: Any, spec: EncoderSpec, scheme: Any, eval_splits: tuple[str, ...]
 ) -> StudentModule:
-    if cfg.model.student not in STUDENTS:
-        raise ConfigError(f"model.student: {cfg.model.student!r} not in {sorted(STUDENTS)}")
-    net = CrossEncoder(
-        spec.build(dropout=cfg.model.dropout),
-        num_labels=scheme.num_labels,
-        dropout=cfg.model.dropout,
-        pooling=cfg.model.pooling,
+    net = build_net(cfg, spec, scheme.num_labels)
+    hidden = net.hidden_size if isinstance(net, TwoTower) else net.encoder.config.hidden_size
+    loss = build_loss(
+        cfg.loss,
+        scheme,
+        feature_dim=4 * hidden if isinstance(net, TwoTower) else hidden,
+        pooled_dim=hidden,
+        teacher_hidden_dim=teacher_hidden_dim(cfg),
     )
     return StudentModule(
-        net=net,
-        loss=build_loss(cfg.loss, scheme),
-        scheme=scheme,
-        optim=dict(cfg.optim),
-        eval_splits=eval_splits,
+        net=net, loss=loss, scheme=scheme, optim=dict(cfg.optim), eval_splits=eval_splits
     )
 
 
-__all__ = ["build_datamodule", "build_student", "encoder_spec"]
+__all__ = ["build_datamodule", "build_net", "build_student", "encoder_spec"]

@@ -2,7 +2,8 @@
 
 The run: load the exported teacher, verify the dataset against its manifest, render every
 prompt once (the prompt store), select the requested pairs (labelled pairs of ``--splits``, plus
-the unlabelled pool with ``--pool``) and this process's ``--shard``, skip the pairs the cache
+the unlabelled pool with ``--pool``, or only its nested ``--pool-ratio`` subset, see
+relkd/data/pool_subset.py) and this process's ``--shard``, skip the pairs the cache
 already holds, and annotate the rest in parts of ``--part-size`` pairs, committing each part
 atomically. Parts are cut from the pair_id-sorted work list, so a resumed run batches exactly as
 an uninterrupted one. An unsharded run finalizes the cache at the end; sharded runs are
@@ -24,6 +25,7 @@ import numpy as np
 
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
+from relkd.data.pool_subset import pool_mask
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError, DataError
 from relkd.teacher.annotator import Annotator
@@ -52,6 +54,7 @@ class AnnotateOptions:
     data: Path | None = None
     splits: tuple[str, ...] = SPLITS
     pool: bool = False
+    pool_ratio: float | None = None  # only this subset of the pool (relkd.data.pool_subset)
     out: Path | None = None
     backend: str = "hf"
     shard: Shard = field(default_factory=Shard)
@@ -67,6 +70,12 @@ class AnnotateOptions:
     cache_dir: Path = Path("data_cache/prompts")
     limit: int | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pool_ratio is not None:
+            if not self.pool_ratio >= 0:  # also refuses nan
+                raise ConfigError(f"--pool-ratio must be >= 0, got {self.pool_ratio}")
+            self.pool = True  # a subset of the pool implies the pool
 
 
 @dataclass
@@ -95,6 +104,7 @@ def options_from_args(args: Any) -> AnnotateOptions:
         data=args.data,
         splits=tuple(s for s in args.splits.split(",") if s),
         pool=args.pool,
+        pool_ratio=args.pool_ratio,
         out=args.out,
         backend=args.backend,
         shard=Shard.parse(args.shard),
@@ -196,18 +206,26 @@ def build_annotator(opts: AnnotateOptions) -> AnnotateSetup:
     return AnnotateSetup(annotator, store, dataset, adapter, fingerprint)
 
 
-def select_rows(store: Any, splits: tuple[str, ...], pool: bool, shard: Shard) -> np.ndarray:
-    """Prompt-store rows requested (labelled pairs of ``splits``, the pool) in ``shard``."""
+def select_rows(
+    store: Any,
+    splits: tuple[str, ...],
+    pool: bool,
+    shard: Shard,
+    pool_ratio: float | None = None,
+) -> np.ndarray:
+    """Prompt-store rows requested (labelled pairs of ``splits``, the pool, or with
+    ``pool_ratio`` its subset from relkd.data.pool_subset) in ``shard``."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ConfigError(f"--splits: unknown split(s) {unknown}; known: {list(SPLITS)}")
     label = np.asarray(store.view("label"))
     split = np.asarray(store.view("split"))
     codes = [SPLITS.index(s) for s in splits]
+    pid = np.asarray(store.view("pair_id"))
     keep = (label >= 0) & np.isin(split, codes)
     if pool:
-        keep |= label < 0
-    keep &= shard.select(np.asarray(store.view("pair_id")))
+        keep |= pool_mask(pid, label >= 0, split == SPLITS.index("train"), pool_ratio)
+    keep &= shard.select(pid)
     return np.flatnonzero(keep)
 
 
@@ -231,7 +249,7 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
             "teacher": str(setup.adapter),
         },
     )
-    rows = select_rows(store, opts.splits, opts.pool, opts.shard)
+    rows = select_rows(store, opts.splits, opts.pool, opts.shard, opts.pool_ratio)
     pid = np.asarray(store.view("pair_id"))[rows]
     order = np.argsort(pid, kind="stable")
     rows, pid = rows[order], pid[order]
@@ -244,7 +262,11 @@ def annotate(opts: AnnotateOptions) -> AnnotateResult:
         todo = ~np.isin(pid, done, assume_unique=True)
         skipped = int(len(rows) - todo.sum())
         rows = rows[todo]
-        request = {"splits": sorted(opts.splits), "pool": opts.pool}
+        request = {
+            "splits": sorted(opts.splits),
+            "pool": opts.pool,
+            "pool_ratio": opts.pool_ratio if opts.pool else None,
+        }
         writer.begin(request, requested=len(pid))
         if len(rows):
             annotator.load()  # weights load outside the timed work, and only when needed

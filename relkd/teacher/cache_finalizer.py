@@ -1,8 +1,9 @@
 """``relkd teacher cache finalize``: check a v2 teacher cache and build its read-optimised layout.
 
 Finalize reads every shard's committed parts, checks each part's sha256, checks that every pair
-the shards were asked for (the union of their requests) is present exactly once, and writes
-``final/`` (staged, then renamed into place)::
+the shards were asked for (the union of their requests, ``merge_requests``; a ``pool_ratio``
+selects its pool subset again from the dataset) is present exactly once, and writes ``final/``
+(staged, then renamed into place)::
 
     pair_id.npy      int64 [N], sorted
     logits.npy       float32 [N, K]     probs.npy float32 [N, K]     score.npy float32 [N]
@@ -35,12 +36,14 @@ from relkd.artifacts.atomic_files import (
     staged_folder,
 )
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.pool_subset import pool_mask
 from relkd.errors import DataError, StaleArtifactError
 from relkd.teacher.cache_writer import (
     MANIFEST,
     PART_HINT,
     VERSION,
     listed_parts,
+    merge_requests,
     parts_digest,
     read_cache_manifest,
     read_shard,
@@ -52,15 +55,22 @@ log = logging.getLogger(__name__)
 FINAL_DIR = "final"
 
 
-def requested_pairs(dataset: CanonicalDataset, splits: list[str], pool: bool) -> np.ndarray:
-    """Sorted pair_ids a request covers: labelled pairs of ``splits``, plus every unlabelled
-    pair with ``pool``."""
+def requested_pairs(
+    dataset: CanonicalDataset, splits: list[str], pool: bool, pool_ratio: float | None = None
+) -> np.ndarray:
+    """Sorted pair_ids a request covers: labelled pairs of ``splits``, plus with ``pool`` the
+    unlabelled pairs ``pool_ratio`` selects (relkd.data.pool_subset; None: every one)."""
     t = dataset.table("pairs", ["pair_id", "label", "split"])
-    labelled = pc.is_valid(t.column("label"))
-    keep = pc.and_(labelled, pc.is_in(t.column("split"), value_set=pa.array(splits, pa.string())))
+    pid = t.column("pair_id").to_numpy().astype(np.int64)
+    labelled = pc.is_valid(t.column("label")).to_numpy(zero_copy_only=False)
+    split = t.column("split")
+    keep = labelled & pc.is_in(split, value_set=pa.array(splits, pa.string())).to_numpy(
+        zero_copy_only=False
+    )
     if pool:
-        keep = pc.or_(keep, pc.invert(labelled))
-    return np.sort(t.column("pair_id").filter(keep).to_numpy().astype(np.int64))
+        train = pc.equal(split, "train").to_numpy(zero_copy_only=False)
+        keep |= pool_mask(pid, labelled, train, pool_ratio)
+    return np.sort(pid[keep])
 
 
 def _check_dataset(root: Path, manifest: dict[str, Any], dataset: CanonicalDataset) -> None:
@@ -108,15 +118,13 @@ def finalize_cache(root: str | Path, data: str | Path | None = None) -> dict[str
     _check_dataset(root, manifest, dataset)
     t0 = time.perf_counter()
 
-    splits: set[str] = set()
-    pool = False
+    request: dict[str, Any] = {"splits": [], "pool": False, "pool_ratio": None}
     incomplete = []
     counts: set[int] = set()
     seen: set[tuple[int, int]] = set()
     for path in shards:
         st = read_shard(path)
-        splits |= set(st["request"]["splits"])
-        pool = pool or bool(st["request"]["pool"])
+        request = merge_requests(request, st["request"])
         i, n = st["shard"]
         counts.add(n)
         seen.add((i, n))
@@ -148,7 +156,7 @@ def finalize_cache(root: str | Path, data: str | Path | None = None) -> dict[str
             f"{root}: {len(dup)} pair(s) committed twice, e.g. pair_id {int(spid[dup[0]])} in {a} "
             f"and {b} (two processes annotated the same shard with different --shard counts?)"
         )
-    expected = requested_pairs(dataset, sorted(splits), pool)
+    expected = requested_pairs(dataset, request["splits"], request["pool"], request["pool_ratio"])
     missing = np.setdiff1d(expected, spid, assume_unique=True)
     extra = np.setdiff1d(spid, expected, assume_unique=True)
     if len(missing):
@@ -175,7 +183,7 @@ def finalize_cache(root: str | Path, data: str | Path | None = None) -> dict[str
         "rows": len(spid),
         "parts": len(parts),
         "parts_digest": digest,
-        "request": {"splits": sorted(splits), "pool": pool},
+        "request": request,
         "files": {name: file_record(root / FINAL_DIR / name) for name in files},
         **files_meta(table),
         "finalized_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

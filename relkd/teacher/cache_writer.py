@@ -43,6 +43,7 @@ from relkd.artifacts.atomic_files import (
 from relkd.artifacts.fingerprinted_artifact import fingerprint as fingerprint_of
 from relkd.artifacts.fingerprinted_artifact import input_differences
 from relkd.artifacts.manifest_file import read_manifest_file
+from relkd.data.pool_subset import mix64
 from relkd.errors import DataError, StaleArtifactError
 from relkd.teacher.annotator import Annotation
 
@@ -100,16 +101,6 @@ class Shard:
         return mix64(pair_id) % np.uint64(self.count) == np.uint64(self.index)
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a fixed, well-spread hash of int64 ids."""
-    z = np.asarray(x, dtype=np.int64).view(np.uint64).copy()
-    with np.errstate(over="ignore"):
-        z += np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def read_cache_manifest(root: Path) -> dict[str, Any]:
     """The manifest of a teacher cache folder (any schema version), or DataError."""
     manifest = read_manifest_file(root / MANIFEST, f"missing; is {root} a teacher cache folder?")
@@ -154,7 +145,7 @@ def cache_status(root: str | Path) -> str:
         lines.append(
             f"  shard {st['shard'][0]}/{st['shard'][1]}: {len(st['parts'])} parts, {rows} pairs, "
             f"{'complete' if st.get('complete') else 'INCOMPLETE'}; request splits "
-            f"{','.join(req['splits']) or '-'}{' + pool' if req['pool'] else ''}; last working "
+            f"{','.join(req['splits']) or '-'}{pool_text(req)}; last working "
             f"run {last.get('pairs_per_s', '-')} pairs/s"
         )
     final = manifest.get("finalized")
@@ -168,6 +159,26 @@ def cache_status(root: str | Path) -> str:
     )
     lines.append(f"  {total} pairs committed; {state}")
     return "\n".join(lines)
+
+
+def merge_requests(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The union of two requests ``{"splits", "pool", "pool_ratio"}``. The pool subsets are
+    nested (relkd/data/pool_subset.py), so their union is the larger ratio; ``pool_ratio`` None
+    with ``pool`` (or a request written before pool_ratio existed) is the whole pool."""
+    pools = [r for r in (old, new) if r.get("pool")]
+    ratios = [r.get("pool_ratio") for r in pools]
+    return {
+        "splits": sorted(set(old["splits"]) | set(new["splits"])),
+        "pool": bool(pools),
+        "pool_ratio": None if not pools or None in ratios else max(float(r) for r in ratios),
+    }
+
+
+def pool_text(request: Mapping[str, Any]) -> str:
+    if not request.get("pool"):
+        return ""
+    ratio = request.get("pool_ratio")
+    return " + pool" if ratio is None else f" + pool x{ratio:g}"
 
 
 def parts_digest(parts: list[dict[str, Any]]) -> str:
@@ -295,7 +306,7 @@ class TeacherCacheWriter:
             else:
                 self._state = {
                     "shard": [self.shard.index, self.shard.count],
-                    "request": {"splits": [], "pool": False},
+                    "request": {"splits": [], "pool": False, "pool_ratio": None},
                     "parts": [],
                     "complete": False,
                     "runs": [],
@@ -319,11 +330,7 @@ class TeacherCacheWriter:
     def begin(self, request: Mapping[str, Any], requested: int) -> None:
         """Record this run's request (unioned with earlier ones) before annotating."""
         st = self.state
-        old = st["request"]
-        st["request"] = {
-            "splits": sorted(set(old["splits"]) | set(request["splits"])),
-            "pool": bool(old["pool"] or request["pool"]),
-        }
+        st["request"] = merge_requests(st["request"], request)
         st["complete"] = False
         st["runs"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "requested": requested})
         atomic_write_json(self.shard_path, st)

@@ -1,0 +1,84 @@
+"""The schema of a pipeline YAML (experiments/pipeline/*.yaml).
+
+A pipeline names experiment YAMLs rather than repeating them: the teacher's, then each
+student's, with a few overrides. ``overrides`` (and any ``key=value`` on the command line) apply
+to every step, so all of them read the same dataset with the same seed. Unknown keys are errors,
+as in experiment YAMLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from relkd.errors import ConfigError
+
+
+@dataclass
+class TeacherStep:
+    experiment: str = "experiments/teacher/embedded.yaml"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnnotateStep:
+    """What the teacher labels for the students (``relkd teacher annotate``)."""
+
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    pool_ratio: float | None = 1.0  # this multiple of the labelled train pairs from the pool
+    batch_size: int = 64
+    hidden: str = "none"  # none | last | mean: also store pooled hidden states
+
+
+@dataclass
+class StudentStep:
+    name: str = "student"  # its row in the comparison table
+    experiment: str = "experiments/quickstart.yaml"
+    distil: bool = False  # join the annotated teacher cache (data.teacher_cache)
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    name: str = "pipeline"
+    output_dir: str = "runs/pipeline"  # steps run under <output_dir>/<name>/<step>/<fingerprint>
+    overrides: list[str] = field(default_factory=list)  # every step's experiment, first
+    teacher: TeacherStep = field(default_factory=TeacherStep)
+    annotate: AnnotateStep = field(default_factory=AnnotateStep)
+    students: list[StudentStep] = field(default_factory=list)
+    bm25: bool = True  # a BM25 row on the same test split
+    split: str = "test"  # the split the table compares
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    """Read and check a pipeline YAML; a ConfigError names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: pipeline file not found")
+    try:
+        raw = OmegaConf.load(path)
+        students = raw.pop("students", [])
+        cfg = OmegaConf.merge(OmegaConf.structured(PipelineConfig), raw)
+        steps = [OmegaConf.merge(OmegaConf.structured(StudentStep), s) for s in students]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"{path}: key {key}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # not YAML at all
+        raise ConfigError(f"{path}: not a valid pipeline YAML ({exc})") from None
+    out: PipelineConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    out.students = [OmegaConf.to_object(s) for s in steps]  # type: ignore[misc]
+    if not out.students:
+        raise ConfigError(f"{path}: key students: name at least one student")
+    names = [s.name for s in out.students]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: key students: names must be unique, got {names}")
+    if out.annotate.hidden not in ("none", "last", "mean"):
+        raise ConfigError(f"{path}: key annotate.hidden: none, last or mean")
+    if out.annotate.pool_ratio is not None and out.annotate.pool_ratio < 0:
+        raise ConfigError(f"{path}: key annotate.pool_ratio: must be >= 0")
+    if out.split not in ("val", "test"):
+        raise ConfigError(f"{path}: key split: val or test")
+    return out

@@ -1,0 +1,224 @@
+"""Run a pipeline: train the teacher, annotate, distil each student, print one table.
+
+Each step's run folder is named by a fingerprint of what it depends on: its resolved config
+(and, for a distilled student, the teacher cache's identity). A step whose folder already holds
+a finished run (``metrics.json``) is reused, never retrained; annotation resumes its cache and
+labels only the pairs missing from it (none on a second run). A step that started but did not
+finish is refused with the command that resumes it, so a kill never silently loses work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
+from relkd.config import compose, to_container
+from relkd.errors import ConfigError
+from relkd.pipeline.comparison_table import comparison_table
+from relkd.pipeline.pipeline_config import PipelineConfig
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+# settings that name where a run goes or how it reports, not what it computes
+_UNFINGERPRINTED = ("experiment", "output_dir", "version", "resume")
+_TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps")
+
+
+@dataclass
+class StepResult:
+    name: str
+    run_dir: Path
+    reused: bool
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _experiment_path(name: str, pipeline_file: Path) -> Path:
+    """An experiment named in a pipeline: as given (cwd), beside the pipeline, or in the repo."""
+    for candidate in (Path(name), pipeline_file.parent / name, REPO / name):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{pipeline_file}: experiment {name} not found")
+
+
+def step_fingerprint(cfg: DictConfig, extra: dict[str, Any] | None = None) -> str:
+    """12 hex digits over everything a step's result depends on: the resolved config less the
+    section the other task reads (a teacher never reads ``model``, a student never ``teacher``),
+    and ``extra`` inputs such as the teacher cache's identity."""
+    body = to_container(cfg)
+    for key in (*_UNFINGERPRINTED, "model" if cfg.task == "teacher" else "teacher"):
+        body.pop(key, None)
+    for key in _TRAINER_COSMETIC:
+        body.get("trainer", {}).pop(key, None)
+    payload = json.dumps({"config": body, "inputs": extra or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+class PipelineRunner:
+    """Runs the steps of one pipeline config (see the module docstring)."""
+
+    def __init__(self, cfg: PipelineConfig, source: Path, cli_overrides: list[str]) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.cli = list(cli_overrides)
+        self.root = Path(cfg.output_dir) / cfg.name
+
+    # ---- composing steps ----
+    def compose_step(
+        self, experiment: str, overrides: list[str], step: str, extra: dict[str, Any] | None
+    ) -> tuple[DictConfig, Path]:
+        path = _experiment_path(experiment, self.source)
+        layered = [*self.cfg.overrides, *overrides, *self.cli]  # the command line wins
+        digest = step_fingerprint(compose(path, layered), extra)
+        placed = [
+            *layered,
+            f"output_dir={self.root}",
+            f"experiment={step}",
+            f"version={digest}",
+        ]
+        return compose(path, placed), self.root / step / digest
+
+    def _train(self, name: str, cfg: DictConfig, run_dir: Path, task: str) -> StepResult:
+        from relkd.train import run_training
+
+        t0 = time.perf_counter()
+        metrics_file = run_dir / "metrics.json"
+        if metrics_file.is_file():
+            log.info("%s: reusing %s", name, run_dir)
+            return StepResult(name, run_dir, True, 0.0, json.loads(metrics_file.read_text()))
+        if run_dir.exists():
+            command = "relkd teacher train" if task == "teacher" else "relkd train"
+            raise ConfigError(
+                f"{run_dir}: step {name!r} started but did not finish (no metrics.json); resume "
+                f"it with `{command} {run_dir / 'config.yaml'} resume={run_dir}`, or move the "
+                "folder away to start it again"
+            )
+        if cfg.task != task:
+            raise ConfigError(f"{name}: the experiment's task is {cfg.task!r}, expected {task!r}")
+        run_training(cfg)
+        metrics = json.loads(metrics_file.read_text())
+        return StepResult(name, run_dir, False, time.perf_counter() - t0, metrics)
+
+    # ---- the steps ----
+    def teacher(self) -> StepResult:
+        t = self.cfg.teacher
+        cfg, run_dir = self.compose_step(t.experiment, t.overrides, "teacher", None)
+        print(f"[pipeline] teacher: {run_dir}")
+        return self._train("teacher", cfg, run_dir, "teacher")
+
+    def annotate(self, teacher: StepResult) -> tuple[Path, float, int]:
+        from relkd.teacher.annotate_runner import AnnotateOptions, annotate
+
+        a = self.cfg.annotate
+        ratio = a.pool_ratio
+        opts = AnnotateOptions(
+            run_dir=teacher.run_dir,
+            splits=tuple(a.splits),
+            pool=bool(ratio),
+            pool_ratio=ratio if ratio else None,
+            batch_size=a.batch_size,
+            hidden=a.hidden,
+            cot=False,
+            progress=False,
+        )
+        print(f"[pipeline] annotate: splits {list(a.splits)}, pool {ratio or 0}x")
+        result = annotate(opts)
+        if not result.finalized:
+            raise ConfigError(f"{result.cache}: annotation did not finalize")
+        return result.cache, result.seconds, result.annotated
+
+    def student(self, step: Any, cache: Path | None) -> StepResult:
+        from datamodules.teacher_cache import cache_identity
+
+        overrides = list(step.overrides)
+        extra = None
+        if step.distil:
+            if cache is None:
+                raise ConfigError(f"{self.source}: student {step.name!r} distils but no cache")
+            overrides.append(f"data.teacher_cache={cache}")
+            ident = cache_identity(cache)
+            extra = {k: ident.get(k) for k in ("fingerprint_sha256", "parts_digest", "rows")}
+        slug = "".join(c if c.isalnum() else "-" for c in step.name.lower()).strip("-")
+        cfg, run_dir = self.compose_step(step.experiment, overrides, f"student-{slug}", extra)
+        print(f"[pipeline] student {step.name!r}: {run_dir}")
+        return self._train(step.name, cfg, run_dir, "student")
+
+    def bm25(self, any_cfg_run: Path) -> dict[str, Any]:
+        from relkd.baselines.bm25_baseline import run_bm25_baseline
+        from relkd.runs.dataset_resolver import resolve_dataset
+
+        cfg = compose(any_cfg_run / "config.yaml", with_base=False)
+        data_dir = resolve_dataset(cfg.data)
+        out = self.root / "bm25" / data_dir.name / f"{self.cfg.split}.json"
+        if out.is_file():
+            return json.loads(out.read_text())["metrics"]
+        result = run_bm25_baseline(data_dir, split=self.cfg.split, out=out, verbose=False)
+        return result["metrics"]
+
+    def run(self) -> str:
+        t0 = time.perf_counter()
+        teacher = self.teacher()
+        needs_cache = any(s.distil for s in self.cfg.students)
+        cache, ann_s, ann_n = (None, 0.0, 0)
+        if needs_cache:
+            cache, ann_s, ann_n = self.annotate(teacher)
+        students = [self.student(s, cache) for s in self.cfg.students]
+        split = self.cfg.split
+        rows: dict[str, dict[str, Any]] = {}
+        if self.cfg.bm25:
+            rows["BM25"] = self.bm25(students[0].run_dir)
+        for s in students:
+            rows[s.name] = s.metrics[split]
+        rows["teacher"] = teacher.metrics[split]
+        table = comparison_table(rows)
+        steps = [
+            {
+                "step": "teacher",
+                "run": str(teacher.run_dir),
+                "reused": teacher.reused,
+                "seconds": round(teacher.seconds, 1),
+            },
+            {
+                "step": "annotate",
+                "cache": str(cache) if cache else None,
+                "pairs_annotated": ann_n,
+                "seconds": round(ann_s, 1),
+            },
+            *(
+                {
+                    "step": s.name,
+                    "run": str(s.run_dir),
+                    "reused": s.reused,
+                    "seconds": round(s.seconds, 1),
+                }
+                for s in students
+            ),
+        ]
+        total = time.perf_counter() - t0
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.root / "comparison.md", f"{split} split\n\n{table}\n".encode())
+        atomic_write_json(
+            self.root / "comparison.json",
+            {"split": split, "rows": rows, "steps": steps, "seconds": round(total, 1)},
+        )
+        done = "reused" if all(s.get("reused", True) for s in steps) and ann_n == 0 else "ran"
+        return (
+            f"\n{table}\n\n({split} split; steps {done}; {total / 60:.1f} min; "
+            f"table saved to {self.root / 'comparison.md'})"
+        )
+
+
+def run_pipeline(path: str | Path, cli_overrides: list[str]) -> str:
+    """``relkd pipeline PIPELINE.yaml [key=value ...]``; returns the printed table."""
+    from relkd.pipeline.pipeline_config import load_pipeline
+
+    cfg = load_pipeline(path)
+    return PipelineRunner(cfg, Path(path), list(cli_overrides)).run()

@@ -1,0 +1,127 @@
+"""`relkd pipeline`: every step runs once, a second run reuses each finished step, and the table
+holds one row per model; a half-finished step and bad pipeline files are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from relkd.cli import main
+from relkd.config import compose
+from relkd.errors import ConfigError
+from relkd.pipeline import load_pipeline
+from relkd.pipeline.pipeline_runner import PipelineRunner
+from tests.conftest import REPO, tiny_overrides
+from tests.teacher_fixtures import tiny_teacher
+
+PIPELINES = REPO / "experiments" / "pipeline"
+
+
+def tiny_pipeline(tmp: Path, data_root: Path) -> Path:
+    """The quickstart pipeline, shrunk like the other tests shrink the quickstart experiment."""
+    student = [o for o in tiny_overrides(tmp, data_root) if not o.startswith("output_dir=")]
+    teacher = [o for o in tiny_teacher(tmp, data_root) if not o.startswith("output_dir=")]
+    text = f"""
+name: tiny
+output_dir: {tmp / "pipe"}
+teacher:
+  experiment: {REPO / "experiments/teacher/embedded.yaml"}
+  overrides: {json.dumps(teacher)}
+annotate:
+  splits: [train]
+  pool_ratio: 1.0
+  batch_size: 32
+students:
+  - name: hard
+    experiment: {REPO / "experiments/mkd/cross_encoder_no_kd.yaml"}
+    overrides: {json.dumps(student)}
+  - name: kd+pool
+    experiment: {REPO / "experiments/walmart/pool_1x.yaml"}
+    distil: true
+    overrides: {json.dumps([*student, "data.batch_size=16"])}
+bm25: true
+"""
+    path = tmp / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_pipeline_runs_then_reuses_every_step(
+    tmp_path: Path, shared_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tiny_pipeline(tmp_path, shared_data_root)
+    assert main(["pipeline", str(path)]) == 0
+    first = capsys.readouterr().out
+    for name in ("BM25", "hard", "kd+pool", "teacher"):
+        assert f"| {name} " in first
+    summary = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
+    steps = {s["step"]: s for s in summary["steps"]}
+    assert not steps["teacher"]["reused"] and steps["annotate"]["pairs_annotated"] > 0
+    kd_run = Path(steps["kd+pool"]["run"])
+    saved = compose(kd_run / "config.yaml", with_base=False)
+    assert saved.data.teacher_cache == steps["annotate"]["cache"]
+    assert saved.data.pool_ratio == 1.0 and saved.loss.weights["margin_mse"] > 0
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "pipe").rglob("metrics.json")}
+
+    assert main(["pipeline", str(path)]) == 0
+    second = capsys.readouterr().out
+    again = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
+    assert all(s.get("reused", True) for s in again["steps"])
+    assert {s["step"]: s for s in again["steps"]}["annotate"]["pairs_annotated"] == 0
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing retrained
+    assert again["rows"] == summary["rows"]
+    assert "steps reused" in second
+
+    # a changed student setting (the command line beats the step's own overrides) is a new
+    # student step; the teacher, which never reads model.*, and its cache are reused
+    assert main(["pipeline", str(path), "model.dropout=0.2"]) == 0
+    third = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
+    by_step = {s["step"]: s for s in third["steps"]}
+    assert by_step["hard"]["run"] != steps["hard"]["run"] and not by_step["hard"]["reused"]
+    assert (
+        compose(Path(by_step["hard"]["run"]) / "config.yaml", with_base=False).model.dropout == 0.2
+    )
+    assert by_step["teacher"]["reused"] and by_step["annotate"]["pairs_annotated"] == 0
+
+
+def test_a_half_finished_step_is_refused_not_overwritten(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    path = tiny_pipeline(tmp_path, shared_data_root)
+    runner = PipelineRunner(load_pipeline(path), path, [])
+    _, run_dir = runner.compose_step(
+        runner.cfg.teacher.experiment, runner.cfg.teacher.overrides, "teacher", None
+    )
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("half")
+    with pytest.raises(ConfigError, match="did not finish"):
+        runner.teacher()
+    assert (run_dir / "config.yaml").read_text() == "half"
+
+
+def test_bad_pipeline_files_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstudents:\n  - name: a\n    epochs: 3\n")
+    with pytest.raises(ConfigError, match="epochs"):
+        load_pipeline(bad)
+    bad.write_text("name: x\nstudnets: []\n")
+    with pytest.raises(ConfigError, match="studnets"):
+        load_pipeline(bad)
+    bad.write_text("name: x\nstudents: []\n")
+    with pytest.raises(ConfigError, match="students"):
+        load_pipeline(bad)
+
+
+@pytest.mark.parametrize("path", sorted(PIPELINES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_pipeline_step_composes(path: Path) -> None:
+    runner = PipelineRunner(load_pipeline(path), path, [])
+    cfg, _ = runner.compose_step(
+        runner.cfg.teacher.experiment, runner.cfg.teacher.overrides, "teacher", None
+    )
+    assert cfg.task == "teacher"
+    for step in runner.cfg.students:
+        extra = ["data.teacher_cache=some/cache"] if step.distil else []
+        cfg, run_dir = runner.compose_step(step.experiment, [*step.overrides, *extra], "s", None)
+        assert cfg.task == "student" and run_dir.parent.name == "s"
