@@ -119,7 +119,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     pipe.add_argument(
         "pipeline", type=Path, help="a pipeline YAML, e.g. experiments/pipeline/quickstart.yaml"
     )
-    pipe.add_argument("overrides", nargs="*", help="dotlist overrides for every step, e.g. seed=1")
+    pipe.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="comma-separated, e.g. 0,1,2: train each student once per seed (mean ± std); "
+        "default: the file's seeds",
+    )
+    pipe.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotlist overrides for every step, e.g. trainer.precision=bf16-mixed",
+    )
     exp = sub.add_parser("export", help="export a student run for serving (ONNX)")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", default="onnx", choices=["onnx"])
@@ -325,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "pipeline":
         from relkd.pipeline import run_pipeline
 
-        print(run_pipeline(args.pipeline, args.overrides))
+        print(run_pipeline(args.pipeline, args.overrides, seeds=args.seeds))
         return 0
     if args.cmd == "export":
         from relkd.serving.onnx_export import export_from_cli

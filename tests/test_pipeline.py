@@ -125,3 +125,39 @@ def test_every_pipeline_step_composes(path: Path) -> None:
         extra = ["data.teacher_cache=some/cache"] if step.distil else []
         cfg, run_dir = runner.compose_step(step.experiment, [*step.overrides, *extra], "s", None)
         assert cfg.task == "student" and run_dir.parent.name == "s"
+
+
+def test_table_reports_mean_and_std_over_seeds() -> None:
+    from relkd.pipeline.comparison_table import bucket_table, comparison_table
+
+    def result(ndcg: float, tail_acc: float | None) -> dict:
+        tail = {"ndcg@10": ndcg - 0.1}
+        if tail_acc is not None:
+            tail["class_accuracy"] = tail_acc
+        return {"overall": {"ndcg@10": ndcg}, "buckets": {"tail": tail}}
+
+    table = comparison_table({"bm25": result(0.7, None), "s": [result(0.8, 0.5), result(0.9, 0.7)]})
+    lines = table.splitlines()
+    assert lines[2].split("|")[1].strip() == "bm25" and "-" in lines[2].split("|")[4]
+    cells = [c.strip() for c in lines[3].split("|")]
+    assert cells[2] == "0.8500 ± 0.0707" and cells[3] == "0.7500 ± 0.0707"
+    assert cells[5] == "0.6000 ± 0.1414"
+    assert len(bucket_table({"s": [result(0.8, 0.5)]}).splitlines()) == 2 + 4
+
+
+def test_seeds_layer_last_and_get_their_own_runs(tmp_path: Path) -> None:
+    path = PIPELINES / "quickstart.yaml"
+    runner = PipelineRunner(load_pipeline(path), path, ["seed=7"])
+    step = runner.cfg.students[0]
+    runs = set()
+    for seed in (0, 1):
+        cfg, run_dir = runner.compose_step(
+            step.experiment, step.overrides, "s", None, [f"seed={seed}"]
+        )
+        assert cfg.seed == seed
+        runs.add(run_dir)
+    assert len(runs) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nseeds: [1, 1]\nstudents:\n  - name: a\n")
+    with pytest.raises(ConfigError, match="seeds"):
+        load_pipeline(bad)

@@ -161,3 +161,25 @@ def test_two_tower_trains_and_evaluates(
     keys = ckpt["state_dict"].keys()
     assert any(k.startswith("net.item_encoder.") for k in keys) is (not shared)
     assert "net.log_scale" in keys
+
+
+def test_freeze_embeddings_keeps_the_word_table_out_of_training(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    from relkd.runs.dataset_resolver import resolve_dataset
+    from relkd.runs.student_factory import build_net, encoder_spec
+
+    cfg = compose(
+        QUICKSTART,
+        tiny_overrides(tmp_path / "runs", shared_data_root, **{"model.freeze_embeddings": True}),
+    )
+    spec = encoder_spec(cfg, resolve_dataset(cfg.data))
+    net = build_net(cfg, spec, 4)
+    frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
+    assert frozen == ["encoder.embeddings.word_embeddings.weight"]
+    run = run_training(cfg)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # the optimiser holds every trainable tensor but the table
+    n_opt = sum(len(g["params"]) for g in ckpt["optimizer_states"][0]["param_groups"])
+    assert n_opt == sum(1 for p in net.parameters() if p.requires_grad)
+    assert n_opt == len(list(net.parameters())) - 1

@@ -89,6 +89,7 @@ class ModelConfig:
     tiny_layers: int = 2
     tiny_heads: int = 2
     encoder_layers: int | None = None  # keep only the first k layers (a smaller student)
+    freeze_embeddings: bool = False  # keep the pretrained word-embedding table fixed
     two_tower: TwoTowerSettings = field(default_factory=TwoTowerSettings)
 
 

@@ -75,7 +75,17 @@ class EncoderSpec:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"):
             if hasattr(config, key):
                 setattr(config, key, dropout)
-        return AutoModel.from_pretrained(self.pretrained, config=config)
+        if layers is None:
+            return AutoModel.from_pretrained(self.pretrained, config=config)
+        # the dropped layers' weights are "unexpected" by design: no load report for them
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            return AutoModel.from_pretrained(self.pretrained, config=config)
+        finally:
+            hf_logging.set_verbosity(level)
 
 
 def tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:

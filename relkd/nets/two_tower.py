@@ -84,7 +84,9 @@ class TwoTower(nn.Module):
         self.head = nn.ModuleDict(
             {
                 "sim": nn.Linear(1, num_labels),
-                **({"concat": nn.Linear(4 * hidden, num_labels, bias=False)} if concat_head else {}),
+                **(
+                    {"concat": nn.Linear(4 * hidden, num_labels, bias=False)} if concat_head else {}
+                ),
             }
         )
         self._item_cache: dict[int, torch.Tensor] = {}

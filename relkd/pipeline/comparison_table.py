@@ -1,9 +1,12 @@
-"""One row per model: the figures a distillation comparison is read by, overall and on the tail."""
+"""One row per model: the figures a distillation comparison is read by, overall and on the tail,
+as the mean ± standard deviation when a model ran with several seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from relkd.metrics.relevance_metrics import NDCG_KEY
 
@@ -16,23 +19,37 @@ COLUMNS: tuple[tuple[str, str | None, str], ...] = (
     ("AUC", None, "auc"),
     ("ECE", None, "class_ece"),
 )
+# the long form (docs/results.md): every bucket, four metrics
+BUCKET_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("NDCG@10", NDCG_KEY),
+    ("class-acc", "class_accuracy"),
+    ("AUC", "auc"),
+    ("ECE", "class_ece"),
+)
+GROUPS = ("overall", "head", "torso", "tail")
 
 
 def metric(result: Mapping[str, Any], bucket: str | None, key: str) -> float | None:
     """One number from a compute_relevance_metrics result (None when absent)."""
-    group = result.get("overall", {}) if bucket is None else result.get("buckets", {}).get(bucket)
+    if bucket in (None, "overall"):
+        group = result.get("overall", {})
+    else:
+        group = result.get("buckets", {}).get(bucket)
     value = (group or {}).get(key)
     return None if value is None else float(value)
 
 
-def comparison_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    """A Markdown table, one row per model, in the order given (``-`` where a model lacks a
-    figure, e.g. BM25 has no class probabilities)."""
-    header = ["model", *(c[0] for c in COLUMNS)]
-    body = []
-    for name, result in rows.items():
-        cells = [metric(result, bucket, key) for _, bucket, key in COLUMNS]
-        body.append([name, *("-" if v is None else f"{v:.4f}" for v in cells)])
+def cell(results: Sequence[Mapping[str, Any]], bucket: str | None, key: str) -> str:
+    """``0.9012`` for one run, ``0.9012 ± 0.0034`` (sample std) for several, ``-`` if absent."""
+    values = [v for r in results if (v := metric(r, bucket, key)) is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -40,11 +57,33 @@ def comparison_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
         rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "| " + " | ".join([first, *rest]) + " |"
 
-    rule = (
-        "|"
-        + "|".join(
-            "-" * (widths[0] + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
-        )
-        + "|"
+    rule = "|" + "|".join(
+        "-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
     )
-    return "\n".join([line(header), rule, *(line(r) for r in body)])
+    return "\n".join([line(header), rule + "|", *(line(r) for r in body)])
+
+
+def _as_runs(value: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [value] if isinstance(value, Mapping) else list(value)
+
+
+def comparison_table(rows: Mapping[str, Any]) -> str:
+    """A Markdown table, one row per model in the order given; each value is one result or a
+    list of results (seeds). ``-`` where a model lacks a figure (BM25 has no class probs)."""
+    header = ["model", *(c[0] for c in COLUMNS)]
+    body = [
+        [name, *(cell(_as_runs(runs), bucket, key) for _, bucket, key in COLUMNS)]
+        for name, runs in rows.items()
+    ]
+    return _markdown(header, body)
+
+
+def bucket_table(rows: Mapping[str, Any]) -> str:
+    """The long form: one row per (model, overall/head/torso/tail)."""
+    header = ["model", "bucket", *(c[0] for c in BUCKET_COLUMNS)]
+    body = [
+        [name, group, *(cell(_as_runs(runs), group, key) for _, key in BUCKET_COLUMNS)]
+        for name, runs in rows.items()
+        for group in GROUPS
+    ]
+    return _markdown(header, body)

@@ -28,7 +28,8 @@ class AnnotateStep:
     """What the teacher labels for the students (``relkd teacher annotate``)."""
 
     splits: list[str] = field(default_factory=lambda: ["train"])
-    pool_ratio: float | None = 1.0  # this multiple of the labelled train pairs from the pool
+    pool_ratio: float | None = 1.0  # this multiple of the labelled train pairs from the pool;
+    # 0 or null: no pool (the students that set data.pool_ratio take nested subsets of it)
     batch_size: int = 64
     hidden: str = "none"  # none | last | mean: also store pooled hidden states
 
@@ -51,6 +52,9 @@ class PipelineConfig:
     students: list[StudentStep] = field(default_factory=list)
     bm25: bool = True  # a BM25 row on the same test split
     split: str = "test"  # the split the table compares
+    # each student runs once per seed (mean ± std in the table); the teacher is trained once, at
+    # the experiments' own seed, so the seeds measure the students' variance, not the teacher's
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
@@ -79,6 +83,8 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"{path}: key annotate.hidden: none, last or mean")
     if out.annotate.pool_ratio is not None and out.annotate.pool_ratio < 0:
         raise ConfigError(f"{path}: key annotate.pool_ratio: must be >= 0")
+    if not out.seeds or len(set(out.seeds)) != len(out.seeds):
+        raise ConfigError(f"{path}: key seeds: name one or more distinct seeds")
     if out.split not in ("val", "test"):
         raise ConfigError(f"{path}: key split: val or test")
     return out

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
 from relkd.config import compose, to_container
 from relkd.errors import ConfigError
-from relkd.pipeline.comparison_table import comparison_table
+from relkd.pipeline.comparison_table import bucket_table, comparison_table
 from relkd.pipeline.pipeline_config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,16 @@ class PipelineRunner:
 
     # ---- composing steps ----
     def compose_step(
-        self, experiment: str, overrides: list[str], step: str, extra: dict[str, Any] | None
+        self,
+        experiment: str,
+        overrides: list[str],
+        step: str,
+        extra: dict[str, Any] | None,
+        last: list[str] | None = None,
     ) -> tuple[DictConfig, Path]:
         path = _experiment_path(experiment, self.source)
-        layered = [*self.cfg.overrides, *overrides, *self.cli]  # the command line wins
+        # the command line beats the pipeline file; a student's seed (seeds) beats both
+        layered = [*self.cfg.overrides, *overrides, *self.cli, *(last or [])]
         digest = step_fingerprint(compose(path, layered), extra)
         placed = [
             *layered,
@@ -135,7 +141,8 @@ class PipelineRunner:
             raise ConfigError(f"{result.cache}: annotation did not finalize")
         return result.cache, result.seconds, result.annotated
 
-    def student(self, step: Any, cache: Path | None) -> StepResult:
+    def student(self, step: Any, cache: Path | None, seed: int | None = None) -> StepResult:
+        """One student run; ``seed`` (several seeds) is layered after every other override."""
         from datamodules.teacher_cache import cache_identity
 
         overrides = list(step.overrides)
@@ -147,7 +154,8 @@ class PipelineRunner:
             ident = cache_identity(cache)
             extra = {k: ident.get(k) for k in ("fingerprint_sha256", "parts_digest", "rows")}
         slug = "".join(c if c.isalnum() else "-" for c in step.name.lower()).strip("-")
-        cfg, run_dir = self.compose_step(step.experiment, overrides, f"student-{slug}", extra)
+        last = [] if seed is None else [f"seed={seed}"]
+        cfg, run_dir = self.compose_step(step.experiment, overrides, f"student-{slug}", extra, last)
         print(f"[pipeline] student {step.name!r}: {run_dir}")
         return self._train(step.name, cfg, run_dir, "student")
 
@@ -170,16 +178,21 @@ class PipelineRunner:
         cache, ann_s, ann_n = (None, 0.0, 0)
         if needs_cache:
             cache, ann_s, ann_n = self.annotate(teacher)
-        students = [self.student(s, cache) for s in self.cfg.students]
+        seeds = list(self.cfg.seeds)
+        students = [
+            (step, seed, self.student(step, cache, seed if len(seeds) > 1 else None))
+            for step in self.cfg.students
+            for seed in seeds
+        ]
         split = self.cfg.split
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, list[dict[str, Any]]] = {}
         if self.cfg.bm25:
-            rows["BM25"] = self.bm25(students[0].run_dir)
-        for s in students:
-            rows[s.name] = s.metrics[split]
-        rows["teacher"] = teacher.metrics[split]
+            rows["BM25"] = [self.bm25(students[0][2].run_dir)]
+        for step, _, result in students:
+            rows.setdefault(step.name, []).append(result.metrics[split])
+        rows["teacher"] = [teacher.metrics[split]]
         table = comparison_table(rows)
-        steps = [
+        steps: list[dict[str, Any]] = [
             {
                 "step": "teacher",
                 "run": str(teacher.run_dir),
@@ -192,33 +205,54 @@ class PipelineRunner:
                 "pairs_annotated": ann_n,
                 "seconds": round(ann_s, 1),
             },
-            *(
-                {
-                    "step": s.name,
-                    "run": str(s.run_dir),
-                    "reused": s.reused,
-                    "seconds": round(s.seconds, 1),
-                }
-                for s in students
-            ),
         ]
+        for step, seed, result in students:
+            steps.append(
+                {
+                    "step": step.name,
+                    "seed": seed,
+                    "run": str(result.run_dir),
+                    "reused": result.reused,
+                    "seconds": round(result.seconds, 1),
+                }
+            )
         total = time.perf_counter() - t0
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.root / "comparison.md", f"{split} split\n\n{table}\n".encode())
+        note = f"{split} split" + (
+            f", students mean ± std over seeds {seeds}" if len(seeds) > 1 else ""
+        )
+        long = bucket_table(rows)
+        text = f"{note}\n\n{table}\n\nBy popularity bucket:\n\n{long}\n"
+        atomic_write_bytes(self.root / "comparison.md", text.encode())
         atomic_write_json(
             self.root / "comparison.json",
-            {"split": split, "rows": rows, "steps": steps, "seconds": round(total, 1)},
+            {
+                "split": split,
+                "seeds": seeds,
+                "rows": rows,
+                "steps": steps,
+                "seconds": round(total, 1),
+            },
         )
-        done = "reused" if all(s.get("reused", True) for s in steps) and ann_n == 0 else "ran"
+        reused = all(s.get("reused", True) for s in steps) and ann_n == 0
+        timing = ", ".join(
+            f"{s['step']}{'' if s.get('seed') is None else ' s' + str(s['seed'])} "
+            f"{s['seconds']:.0f}s"
+            for s in steps
+            if s["seconds"]
+        )
         return (
-            f"\n{table}\n\n({split} split; steps {done}; {total / 60:.1f} min; "
-            f"table saved to {self.root / 'comparison.md'})"
+            f"\n{table}\n\n({note}; steps {'reused' if reused else 'ran'}; "
+            f"{total / 60:.1f} min{'; ' + timing if timing else ''}; "
+            f"saved to {self.root / 'comparison.md'})"
         )
 
 
-def run_pipeline(path: str | Path, cli_overrides: list[str]) -> str:
-    """``relkd pipeline PIPELINE.yaml [key=value ...]``; returns the printed table."""
+def run_pipeline(path: str | Path, cli_overrides: list[str], seeds: list[int] | None = None) -> str:
+    """``relkd pipeline PIPELINE.yaml [--seeds 0 1 2] [key=value ...]``; returns the table."""
     from relkd.pipeline.pipeline_config import load_pipeline
 
     cfg = load_pipeline(path)
+    if seeds:
+        cfg.seeds = list(seeds)
     return PipelineRunner(cfg, Path(path), list(cli_overrides)).run()
