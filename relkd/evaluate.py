@@ -18,18 +18,9 @@ from relkd.config import compose, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.run_report import RunReport
 from relkd.runs.run_setup import setup_run
-
-
-def _checkpoint(run_dir: Path, ckpt: str) -> Path:
-    if ckpt in ("best", "last"):
-        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
-    else:
-        path = Path(ckpt)
-    if not path.is_file():
-        raise ConfigError(f"--ckpt: {path} not found")
-    return path
 
 
 def evaluate_run(
@@ -43,7 +34,7 @@ def evaluate_run(
     if data is not None:
         overrides += ["data.kind=path", f"data.path={data}"]
     cfg = compose(config_path, overrides, with_base=False)
-    path = _checkpoint(run_dir, ckpt)
+    path = checkpoint_path(run_dir, ckpt)
     data_dir = resolve_dataset(cfg.data, build=False)
     dataset = CanonicalDataset(data_dir)
     tables_read = dataset.verify()  # refuse a table edited since its manifest was written

@@ -29,9 +29,7 @@ EXPERIMENT_YAMLS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.nam
 DISTILS = ("mkd", "walmart")
 
 
-@pytest.mark.parametrize(
-    "path", EXPERIMENT_YAMLS, ids=lambda p: str(p.relative_to(EXPERIMENTS))
-)
+@pytest.mark.parametrize("path", EXPERIMENT_YAMLS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))
 def test_every_experiment_yaml_validates(path: Path) -> None:
     extra = ["data.teacher_cache=cache"] if path.parent.name in DISTILS else []
     cfg = compose(path, extra)  # no weights, no data: composition and validation only

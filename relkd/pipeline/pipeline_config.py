@@ -47,6 +47,7 @@ class PipelineConfig:
     name: str = "pipeline"
     output_dir: str = "runs/pipeline"  # steps run under <output_dir>/<name>/<step>/<fingerprint>
     overrides: list[str] = field(default_factory=list)  # every step's experiment, first
+    student_overrides: list[str] = field(default_factory=list)  # then every student's
     teacher: TeacherStep = field(default_factory=TeacherStep)
     annotate: AnnotateStep = field(default_factory=AnnotateStep)
     students: list[StudentStep] = field(default_factory=list)

@@ -155,6 +155,7 @@ class PipelineRunner:
             extra = {k: ident.get(k) for k in ("fingerprint_sha256", "parts_digest", "rows")}
         slug = "".join(c if c.isalnum() else "-" for c in step.name.lower()).strip("-")
         last = [] if seed is None else [f"seed={seed}"]
+        overrides = [*self.cfg.student_overrides, *overrides]
         cfg, run_dir = self.compose_step(step.experiment, overrides, f"student-{slug}", extra, last)
         print(f"[pipeline] student {step.name!r}: {run_dir}")
         return self._train(step.name, cfg, run_dir, "student")

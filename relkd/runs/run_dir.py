@@ -58,3 +58,14 @@ def choose_run_dir(
                 continue  # another run claimed it first
     os.environ[VERSION_ENV] = chosen
     return exp_dir / chosen
+
+
+def checkpoint_path(run_dir: Path, ckpt: str | Path) -> Path:
+    """``best``/``last`` (under RUN_DIR/checkpoints) or a path; ConfigError naming it if absent."""
+    if str(ckpt) in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
+    else:
+        path = Path(ckpt)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt: {path} not found")
+    return path

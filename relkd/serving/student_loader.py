@@ -25,6 +25,7 @@ from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
 from relkd.nets.two_tower import TwoTower
 from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.student_factory import build_datamodule, build_net, encoder_spec
 
 EVAL_OVERRIDES = ["trainer.devices=1", "trainer.strategy=auto", "trainer.num_nodes=1"]
@@ -72,17 +73,6 @@ class LoadedStudent:
         dm.prepare_data()
         dm.setup("test")
         return dm
-
-
-def checkpoint_path(run_dir: Path, ckpt: str | Path) -> Path:
-    """``best``/``last`` (under RUN_DIR/checkpoints) or a path; ConfigError naming it if absent."""
-    if str(ckpt) in ("best", "last"):
-        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
-    else:
-        path = Path(ckpt)
-    if not path.is_file():
-        raise ConfigError(f"--ckpt: {path} not found")
-    return path
 
 
 def run_config(run_dir: str | Path) -> Any:
