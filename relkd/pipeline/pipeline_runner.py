@@ -211,7 +211,7 @@ class PipelineRunner:
             steps.append(
                 {
                     "step": step.name,
-                    "seed": seed,
+                    "seed": seed if len(seeds) > 1 else None,
                     "run": str(result.run_dir),
                     "reused": result.reused,
                     "seconds": round(result.seconds, 1),
@@ -240,7 +240,7 @@ class PipelineRunner:
             f"{s['step']}{'' if s.get('seed') is None else ' s' + str(s['seed'])} "
             f"{s['seconds']:.0f}s"
             for s in steps
-            if s["seconds"]
+            if s["seconds"] >= 0.5
         )
         return (
             f"\n{table}\n\n({note}; steps {'reused' if reused else 'ran'}; "
