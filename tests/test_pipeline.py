@@ -161,3 +161,19 @@ def test_seeds_layer_last_and_get_their_own_runs(tmp_path: Path) -> None:
     bad.write_text("name: x\nseeds: [1, 1]\nstudents:\n  - name: a\n")
     with pytest.raises(ConfigError, match="seeds"):
         load_pipeline(bad)
+
+
+def test_overrides_may_follow_the_seeds_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import relkd.pipeline
+
+    seen = {}
+
+    def fake(path, overrides, seeds=None):
+        seen.update(path=str(path), overrides=overrides, seeds=seeds)
+        return "table"
+
+    monkeypatch.setattr(relkd.pipeline, "run_pipeline", fake)
+    assert main(["pipeline", "p.yaml", "a.b=1", "--seeds", "0,2", "c.d=2"]) == 0
+    assert seen == {"path": "p.yaml", "overrides": ["a.b=1", "c.d=2"], "seeds": [0, 2]}
+    with pytest.raises(SystemExit):
+        main(["pipeline", "p.yaml", "--seeds", "0", "--bogus"])
