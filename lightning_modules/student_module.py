@@ -49,6 +49,7 @@ class StudentModule(RelevanceModule):
         super().__init__(scheme, optim, eval_splits)
         self.net = net
         self.loss = loss
+        self._total_steps = 1  # set in on_train_start
 
     # ---- forward and training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -60,12 +61,15 @@ class StudentModule(RelevanceModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self._trainer is not None:
             # weight and temperature schedules follow the fraction of training done
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            self.loss.set_progress(min(1.0, self.global_step / total))
+            self.loss.set_progress(min(1.0, self.global_step / self._total_steps))
         result = self.loss(self(batch), batch)
         for name, weight in result.weights.items():
             self.log(f"train/weight/{name}", weight, batch_size=int(batch["labels"].shape[0]))
         return self.log_loss(result, batch)
+
+    def on_train_start(self) -> None:
+        # once per fit: Lightning's estimate walks the train loader's length
+        self._total_steps = max(1, int(self.trainer.estimated_stepping_batches))
 
     def on_validation_epoch_start(self) -> None:
         self._reset_net_caches()
