@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from datamodules.graph_features import GraphFeatures
 from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import TokenizedStore
 
@@ -86,6 +87,10 @@ class PairCollator:
         teacher_rows: np.ndarray | None = None,
         with_cot: bool = False,
         with_hidden: bool = False,
+        layout: str = "packed",
+        prune_padding: bool = True,
+        term_ids: np.ndarray | None = None,
+        graph: GraphFeatures | None = None,
     ) -> None:
         if encoding not in ("cross", "bi"):
             raise ValueError(f"encoding must be 'cross' or 'bi', got {encoding!r}")
@@ -114,6 +119,12 @@ class PairCollator:
         )
         self.with_cot = with_cot
         self.with_hidden = with_hidden
+        if layout != "packed" or term_ids is not None:
+            raise NotImplementedError("slots layout and term types: in progress")
+        self.layout = layout
+        self.prune_padding = prune_padding
+        self.term_ids = term_ids
+        self.graph = graph
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -138,6 +149,8 @@ class PairCollator:
             out["label_dist"] = torch.from_numpy(s.view("label_dist")[rows].astype(np.float32))
         if self.teacher is not None:
             out.update(self._teacher(rows))
+        if self.graph is not None:
+            out.update(self.graph(q_row, i_row))
         return out
 
     @staticmethod

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from datamodules.pair_collator import Encoding, PairCollator, Truncation
+from datamodules.graph_features import ClickGraphSpec, GraphFeatures
 from datamodules.pair_dataset import PairDataset
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptSpec, PromptStore
@@ -135,6 +136,12 @@ class QueryItemDataModule(pl.LightningDataModule):
         teacher_cache: str | Path | TeacherCache | None = None,
         with_cot: bool = False,
         with_hidden: bool = False,
+        layout: str = "packed",
+        prune_padding: bool = True,
+        professional_terms: bool = False,
+        terms_min_count: int = 3,
+        terms_max_terms: int = 2000,
+        click_graph: ClickGraphSpec | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -183,6 +190,16 @@ class QueryItemDataModule(pl.LightningDataModule):
         self.teacher_cache_arg = teacher_cache
         self.with_cot = with_cot
         self.with_hidden = with_hidden
+        if layout not in ("packed", "slots"):
+            raise ConfigError(f"layout must be 'packed' or 'slots', got {layout!r}")
+        if layout == "slots" and encoding != "cross":
+            raise ConfigError("layout 'slots' lays out cross pairs; encoding is " + str(encoding))
+        self.layout = layout
+        self.prune_padding = prune_padding
+        self.professional_terms = professional_terms
+        self.terms_min_count = int(terms_min_count)
+        self.terms_max_terms = int(terms_max_terms)
+        self.click_graph = click_graph
         self.num_workers = int(num_workers)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -222,6 +239,12 @@ class QueryItemDataModule(pl.LightningDataModule):
                 ),
                 "with_cot": with_cot,
                 "with_hidden": with_hidden,
+                "layout": layout,
+                "prune_padding": prune_padding,
+                "professional_terms": professional_terms,
+                "terms_min_count": self.terms_min_count,
+                "terms_max_terms": self.terms_max_terms,
+                "click_graph": None if click_graph is None else click_graph.to_dict(),
                 "num_workers": self.num_workers,
                 "seed": self.seed,
                 "test_splits": list(self.test_splits),
@@ -236,6 +259,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._collator: PairCollator | PromptCollator | None = None
         self._eval_collator: PromptCollator | None = None
         self._lengths: np.ndarray | None = None
+        self._graph: GraphFeatures | None = None
 
     # -- Lightning hooks -----------------------------------------------------------------
 
@@ -245,6 +269,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         each hash the whole cache)."""
         self._open_store(build=True)
         self._open_teacher(verify_hash=True)
+        self._open_graph(build=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Verify the dataset, open and verify the store (and teacher cache). Outside DDP a
@@ -254,6 +279,14 @@ class QueryItemDataModule(pl.LightningDataModule):
             self._open_store(build=not distributed)
         # under DDP rank 0's prepare_data hashed the cache; the other ranks check sizes only
         self._open_teacher(verify_hash=not distributed)
+        self._open_graph(build=not distributed)
+
+    def _open_graph(self, build: bool) -> None:
+        """The click graph's features (metapath neighbours, eval slices), when asked for and the
+        dataset has a behaviour table (metapaths without one are a ConfigError)."""
+        if self.click_graph is None or self._graph is not None or self.encoding == "prompt":
+            return
+        self._graph = GraphFeatures.open(self.click_graph, self._dataset, self.store, build=build)
 
     def _open_teacher(self, verify_hash: bool) -> None:
         if self.teacher_cache_arg is None or self._teacher is not None:
@@ -375,6 +408,10 @@ class QueryItemDataModule(pl.LightningDataModule):
                 teacher_rows=self._teacher_rows,
                 with_cot=self.with_cot,
                 with_hidden=self.with_hidden,
+                layout=self.layout,
+                prune_padding=self.prune_padding,
+                term_ids=None,
+                graph=self._graph,
             )
         return self._collator
 

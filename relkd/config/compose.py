@@ -20,6 +20,9 @@ from relkd.config.experiment_config import (
     DATASET_KINDS,
     FINETUNE,
     PRECISIONS,
+    EVAL_QUERY_POLICIES,
+    LAYOUTS,
+    METAPATHS,
     SIMILARITIES,
     STRATEGIES,
     STUDENTS,
@@ -216,6 +219,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(cfg.loss.temperature > 0, layers, "loss.temperature", "must be > 0")
     _check(cfg.loss.listwise_temperature > 0, layers, "loss.listwise_temperature", "must be > 0")
     _validate_schedules(cfg, layers)
+    _validate_graph_and_robust(cfg, layers)
     _check(cfg.optim.lr > 0, layers, "optim.lr", "must be > 0")
     _check(
         cfg.optim.scheduler in ("linear", "constant"),
@@ -229,6 +233,53 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(len(cfg.eval.splits) > 0, layers, "eval.splits", "name at least one split")
     bad_splits = sorted(set(cfg.eval.splits) - {"train", "val", "test"})
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
+
+
+def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """The click graph and BERM, the slot layout, professional terms, adversarial training."""
+    from relkd.losses.registry import ADVERSARIAL_TERMS, effective_weights
+
+    d, m, g = cfg.data, cfg.model, cfg.data.click_graph
+    cross = STUDENTS.get(m.student) == "cross"
+    _check(d.layout in LAYOUTS, layers, "data.layout", f"{d.layout!r} not in {LAYOUTS}")
+    _check(
+        d.layout == "packed" or cross,
+        layers,
+        "data.layout",
+        f"slots lays out a cross pair; model.student {m.student} encodes query and item apart",
+    )
+    _check(
+        not d.professional_terms or cross,
+        layers,
+        "data.professional_terms",
+        f"term_type_ids feed a cross student; model.student is {m.student}",
+    )
+    _check(d.terms.min_count >= 1, layers, "data.terms.min_count", "must be >= 1")
+    _check(d.terms.max_terms >= 1, layers, "data.terms.max_terms", "must be >= 1")
+    _check(g.top_k >= 1, layers, "data.click_graph.top_k", "must be >= 1")
+    _check(g.min_clicks >= 1, layers, "data.click_graph.min_clicks", "must be >= 1")
+    _check(g.neighbor_tokens >= 1, layers, "data.click_graph.neighbor_tokens", "must be >= 1")
+    _check(
+        g.eval_queries in EVAL_QUERY_POLICIES,
+        layers,
+        "data.click_graph.eval_queries",
+        f"{g.eval_queries!r} not in {EVAL_QUERY_POLICIES}",
+    )
+    paths = list(m.berm.metapaths)
+    unknown = sorted(set(paths) - set(METAPATHS))
+    _check(not unknown, layers, "model.berm.metapaths", f"unknown {unknown}; known {METAPATHS}")
+    _check(len(set(paths)) == len(paths), layers, "model.berm.metapaths", "repeats a metapath")
+    _check(m.berm.order in (1, 2), layers, "model.berm.order", "must be 1 or 2")
+    adv = sorted(set(effective_weights(cfg.loss)) & set(ADVERSARIAL_TERMS))
+    _check(
+        not adv or m.student == "cross_encoder",
+        layers,
+        "loss.weights",
+        f"{adv} perturb a cross-encoder's word embeddings; model.student is {m.student}",
+    )
+    a = cfg.loss.adversarial
+    _check(a.norm > 0, layers, "loss.adversarial.norm", "must be > 0")
+    _check(a.temperature > 0, layers, "loss.adversarial.temperature", "must be > 0")
 
 
 def _validate_schedules(cfg: DictConfig, layers: Sequence[Layer]) -> None:

@@ -27,8 +27,11 @@ TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
 AGGREGATIONS = ("verdict", "mean", "fitted")
 # student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
-STUDENTS: dict[str, str] = {"cross_encoder": "cross", "two_tower": "bi"}
+STUDENTS: dict[str, str] = {"cross_encoder": "cross", "two_tower": "bi", "berm": "cross"}
 SIMILARITIES = ("cosine", "dot")
+LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
+METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads
+EVAL_QUERY_POLICIES = ("logs", "hidden")  # val/test queries' own behaviour: kept or dropped
 
 
 @dataclass
@@ -40,6 +43,25 @@ class SyntheticDataConfig:
     scheme: str = "esci"
     noise: float = 0.05
     unlabeled_ratio: float = 5.0
+
+
+@dataclass
+class TermSettings:
+    """Professional terms mined from the catalogue (data.professional_terms)."""
+
+    min_count: int = 3  # a term must name at least this many items
+    max_terms: int = 2000  # the most frequent terms kept
+
+
+@dataclass
+class ClickGraphSettings:
+    """The query-item click graph: metapath neighbours (BERM) and clicked/cold eval slices."""
+
+    top_k: int = 8  # neighbours kept per node and metapath, by weight
+    min_clicks: int = 1  # a (query, item) edge needs this many clicks
+    eval_queries: str = "logs"  # logs | hidden (drop val/test queries' clicks: the leak test)
+    neighbor_tokens: int = 16  # tokens of each neighbour's text in a batch
+    slices: bool = True  # report metrics on clicked and cold pairs (datasets with behaviour)
 
 
 @dataclass
@@ -65,6 +87,11 @@ class DataConfig:
     with_cot: bool = False
     with_hidden: bool = False  # teacher_hidden in batches (cache annotated with --hidden)
     num_workers: int = 0
+    layout: str = "packed"  # cross batches: packed | slots (query and item in fixed slots)
+    prune_padding: bool = True  # slots: drop the columns that are padding in every row
+    professional_terms: bool = False  # mined catalogue terms added whole; term_type_ids
+    terms: TermSettings = field(default_factory=TermSettings)
+    click_graph: ClickGraphSettings = field(default_factory=ClickGraphSettings)
 
 
 @dataclass
@@ -75,6 +102,15 @@ class TwoTowerSettings:
     similarity: str = "cosine"  # cosine (times a learned scale) | dot
     scale: float = 20.0  # the cosine's initial scale
     concat_head: bool = True  # class head over [u, v, |u-v|, u*v]; false: logits affine in sim
+
+
+@dataclass
+class BermSettings:
+    """The BERM student (model.student: berm): 0-order cross-encoder relevance plus k-order
+    relevance from click-graph metapath neighbours with attention."""
+
+    metapaths: list[str] = field(default_factory=lambda: ["qiq", "iqi"])  # [] = 0-order only
+    order: int = 1  # k: metapath hops (1: q-i-q; 2: also q-i-q-i-q), one attention per order
 
 
 @dataclass
@@ -91,6 +127,7 @@ class ModelConfig:
     encoder_layers: int | None = None  # keep only the first k layers (a smaller student)
     freeze_embeddings: bool = False  # keep the pretrained word-embedding table fixed
     two_tower: TwoTowerSettings = field(default_factory=TwoTowerSettings)
+    berm: BermSettings = field(default_factory=BermSettings)
 
 
 @dataclass
@@ -101,6 +138,14 @@ class ScheduleConfig:
     start: float = 0.0  # multiplier at p = 0
     end: float = 1.0  # multiplier reached at p = ramp, held after
     ramp: float = 0.1  # fraction of training in (0, 1]
+
+
+@dataclass
+class AdversarialSettings:
+    """Contrastive adversarial training (loss terms adv_ce, adv_kl, adv_contrastive)."""
+
+    norm: float = 5.0  # L2 norm of the embedding perturbation, per example
+    temperature: float = 0.05  # adv_contrastive: InfoNCE temperature
 
 
 @dataclass
@@ -121,6 +166,7 @@ class LossConfig:
     schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
     # multiplier of loss.temperature over training (soft_kl only); None: constant
     temperature_schedule: ScheduleConfig | None = None
+    adversarial: AdversarialSettings = field(default_factory=AdversarialSettings)
 
 
 @dataclass

@@ -92,6 +92,9 @@ GROUPED_TERMS: frozenset[str] = frozenset({"margin_mse", "listwise_kl"})
 AUXILIARY_TERMS: frozenset[str] = frozenset({"cot_aspects", "hidden_mse"})
 # terms on the human labels: the (1 - kd_ratio) side of loss.kd_ratio
 LABEL_TERMS: frozenset[str] = frozenset({"hard_ce", "soft_target_ce", "graded_bce"})
+# contrastive adversarial training: terms on a second forward pass over word embeddings
+# perturbed along the clean loss's gradient (the student module runs that pass when any is on)
+ADVERSARIAL_TERMS: frozenset[str] = frozenset({"adv_ce", "adv_kl", "adv_contrastive"})
 # score-distillation terms: the kd_ratio side
 SCORE_KD_TERMS: frozenset[str] = DISTILLATION_TERMS - AUXILIARY_TERMS
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from datamodules import QueryItemDataModule
+from datamodules.graph_features import ClickGraphSpec
 from lightning_modules.student_module import StudentModule
 from relkd.config.experiment_config import STUDENTS
 from relkd.errors import ConfigError
@@ -18,6 +19,23 @@ from relkd.nets.two_tower import TwoTower
 def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
     """Resolve ``model.encoder``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
     return resolve_encoder(cfg.model, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
+
+
+def click_graph_spec(cfg: Any) -> ClickGraphSpec:
+    """What the batches read from the click graph: BERM's metapath neighbours (model.student
+    berm) and the clicked/cold eval slices (data.click_graph.slices)."""
+    g, m = cfg.data.click_graph, cfg.model
+    berm = m.student == "berm"
+    return ClickGraphSpec(
+        cache_dir=str(Path(cfg.data.cache_dir).parent / "graphs"),
+        top_k=g.top_k,
+        min_clicks=g.min_clicks,
+        eval_queries=g.eval_queries,
+        neighbor_tokens=g.neighbor_tokens,
+        slices=g.slices,
+        metapaths=tuple(m.berm.metapaths) if berm else (),
+        order=m.berm.order if berm else 1,
+    )
 
 
 def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
@@ -40,6 +58,12 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
         teacher_cache=d.teacher_cache,
         with_cot=d.with_cot,
         with_hidden=d.with_hidden,
+        layout=d.layout,
+        prune_padding=d.prune_padding,
+        professional_terms=d.professional_terms,
+        terms_min_count=d.terms.min_count,
+        terms_max_terms=d.terms.max_terms,
+        click_graph=click_graph_spec(cfg),
         num_workers=d.num_workers,
         seed=cfg.seed,
     )
@@ -71,7 +95,18 @@ def build_net(cfg: Any, spec: EncoderSpec, num_labels: int) -> CrossEncoder | Tw
             concat_head=t.concat_head,
             dropout=m.dropout,
         )
-    return CrossEncoder(encoder(), num_labels=num_labels, dropout=m.dropout, pooling=m.pooling)
+    cross = CrossEncoder(
+        encoder(),
+        num_labels=num_labels,
+        dropout=m.dropout,
+        pooling=m.pooling,
+        term_types=cfg.data.professional_terms,
+    )
+    if m.student == "berm":
+        from relkd.nets.berm import Berm
+
+        return Berm(cross, metapaths=tuple(m.berm.metapaths), order=m.berm.order)
+    return cross
 
 
 def teacher_hidden_dim(cfg: Any) -> int | None:
@@ -88,7 +123,7 @@ def build_student(
     cfg: Any, spec: EncoderSpec, scheme: Any, eval_splits: tuple[str, ...]
 ) -> StudentModule:
     net = build_net(cfg, spec, scheme.num_labels)
-    hidden = net.hidden_size if isinstance(net, TwoTower) else net.encoder.config.hidden_size
+    hidden = net.hidden_size
     loss = build_loss(
         cfg.loss,
         scheme,
