@@ -18,8 +18,8 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from datamodules.pair_collator import Encoding, PairCollator, Truncation
 from datamodules.graph_features import ClickGraphSpec, GraphFeatures
+from datamodules.pair_collator import Encoding, PairCollator, Truncation
 from datamodules.pair_dataset import PairDataset
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptSpec, PromptStore

@@ -18,11 +18,11 @@ from omegaconf.errors import OmegaConfBaseException
 from relkd.config.experiment_config import (
     AGGREGATIONS,
     DATASET_KINDS,
-    FINETUNE,
-    PRECISIONS,
     EVAL_QUERY_POLICIES,
+    FINETUNE,
     LAYOUTS,
     METAPATHS,
+    PRECISIONS,
     SIMILARITIES,
     STRATEGIES,
     STUDENTS,
