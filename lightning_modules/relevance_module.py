@@ -22,6 +22,8 @@ from relkd.metrics import compute_relevance_metrics, tune_threshold
 
 log = logging.getLogger(__name__)
 EVAL_FIELDS = ("pair_id", "labels", "query_index", "bucket")
+# optional per-pair fields collected when batches carry them: the click-graph slice
+OPTIONAL_EVAL_FIELDS = ("clicked",)
 
 
 def flatten_metrics(split: str, result: dict[str, Any]) -> dict[str, float]:
@@ -31,10 +33,11 @@ def flatten_metrics(split: str, result: dict[str, Any]) -> dict[str, float]:
     for name, value in result["overall"].items():
         if isinstance(value, (int, float)) and value is not None:
             flat[f"{split}/{name}"] = float(value)
-    for bucket, metrics in result.get("buckets", {}).items():
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)) and value is not None:
-                flat[f"{split}/{bucket}/{name}"] = float(value)
+    for group in ("buckets", "slices"):
+        for bucket, metrics in result.get(group, {}).items():
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)) and value is not None:
+                    flat[f"{split}/{bucket}/{name}"] = float(value)
     if result.get("threshold") is not None:
         flat[f"{split}/threshold"] = float(result["threshold"])
 
@@ -111,7 +114,7 @@ class RelevanceModule(L.LightningModule):
     def _collect(self, batch: dict[str, Any], dataloader_idx: int) -> None:
         out = self.eval_outputs(batch)
         buf = self._buffers_eval.setdefault(dataloader_idx, {})
-        for key in EVAL_FIELDS:
+        for key in EVAL_FIELDS + tuple(k for k in OPTIONAL_EVAL_FIELDS if k in batch):
             buf.setdefault(key, []).append(batch[key].detach().cpu().numpy())
         for key, value in out.items():
             buf.setdefault(key, []).append(value)
@@ -147,6 +150,9 @@ class RelevanceModule(L.LightningModule):
             buckets=rows["bucket"],
             class_probs=rows["probs"],
             threshold=threshold,
+            slices=None
+            if "clicked" not in rows
+            else {"clicked": rows["clicked"] > 0, "cold": rows["clicked"] == 0},
         )
         extra = self.extra_metrics(rows)
         if extra:

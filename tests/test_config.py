@@ -26,7 +26,7 @@ def exp_dir(tmp_path: Path) -> Path:
 
 EXPERIMENT_YAMLS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name != "pipeline")
 # recipes that distil name their teacher cache on the command line
-DISTILS = ("mkd", "walmart")
+DISTILS = ("mkd", "walmart", "berm", "robust")
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_YAMLS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))

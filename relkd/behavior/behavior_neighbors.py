@@ -23,14 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from relkd.behavior.behavior_log import EVAL_QUERY_POLICIES, BehaviorLog
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.data.schema import SPLITS
-from relkd.errors import DataError
 
-EVAL_QUERY_POLICIES = ("logs", "hidden")
+__all__ = ["EVAL_QUERY_POLICIES", "BehaviorNeighbors"]
 
 
 @dataclass(frozen=True)
@@ -110,37 +107,17 @@ class BehaviorNeighbors:
     ) -> BehaviorNeighbors:
         """Neighbours from a dataset's behaviour table (see the module docstring for
         ``eval_queries``). A dataset without one has no neighbours."""
-        if eval_queries not in EVAL_QUERY_POLICIES:
-            raise ValueError(f"eval_queries must be one of {EVAL_QUERY_POLICIES}")
-        queries = dataset.table("queries", ["query_id"]).column("query_id").combine_chunks()
-        items = dataset.table("items", ["item_id"]).column("item_id").combine_chunks()
-        if not dataset.has_table("behavior"):
-            empty = np.zeros(0, np.int64)
-            return cls(
-                empty, empty, empty, empty, len(queries), len(items), min_impressions, min_ctr
-            )
-        log = dataset.table("behavior", ["query_id", "item_id", "impressions", "clicks"])
-        path = dataset.path("behavior")
-        q_idx = pc.index_in(log.column("query_id"), value_set=queries)
-        i_idx = pc.index_in(log.column("item_id"), value_set=items)
-        for name, idx in (("query_id", q_idx), ("item_id", i_idx)):
-            if idx.null_count:
-                raise DataError(
-                    f"{path}: column {name} has {idx.null_count} value(s) not in the dataset"
-                )
-        q_row = q_idx.to_numpy(zero_copy_only=False).astype(np.int64)
-        i_row = i_idx.to_numpy(zero_copy_only=False).astype(np.int64)
-        imp = log.column("impressions").to_numpy(zero_copy_only=False)
-        clk = log.column("clicks").to_numpy(zero_copy_only=False)
-        if eval_queries == "hidden":
-            pairs = dataset.table("pairs", ["query_id", "split"])
-            train = pc.equal(pairs.column("split"), SPLITS[0])
-            train_queries = pc.unique(pc.filter(pairs.column("query_id"), train))
-            keep = pc.is_in(log.column("query_id"), value_set=pa.array(train_queries)).to_numpy(
-                zero_copy_only=False
-            )
-            q_row, i_row, imp, clk = q_row[keep], i_row[keep], imp[keep], clk[keep]
-        return cls(q_row, i_row, imp, clk, len(queries), len(items), min_impressions, min_ctr)
+        log = BehaviorLog.from_dataset(dataset, eval_queries)
+        return cls(
+            log.query_row,
+            log.item_row,
+            log.impressions,
+            log.clicks,
+            log.num_queries,
+            log.num_items,
+            min_impressions,
+            min_ctr,
+        )
 
     def query_neighbors(self, query_row: int, exclude_item: int, k: int) -> list[int]:
         """Up to ``k`` item rows clicked for ``query_row``, best first, never ``exclude_item``."""

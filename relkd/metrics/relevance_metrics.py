@@ -126,6 +126,7 @@ def compute_relevance_metrics(
     buckets: Sequence[Any] | np.ndarray,
     class_probs: np.ndarray | None = None,
     threshold: float | None = None,
+    slices: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Relevance metrics overall and per popularity bucket (see the module docstring).
 
@@ -140,6 +141,9 @@ def compute_relevance_metrics(
         class_probs: optional (N, num_labels) class probabilities or logits in scheme order;
             adds ``class_accuracy`` and ``class_macro_f1`` (argmax decision).
         threshold: binary decision threshold; ``None`` tunes it here with :func:`tune_threshold`.
+        slices: optional name -> (N,) bool mask of pairs (e.g. ``clicked``/``cold`` from the
+            click graph); each slice's metrics are computed on its pairs alone (NDCG ranks a
+            query's pairs within the slice) with the same threshold, under ``"slices"``.
 
     Returns:
         ``{"scheme", "num_pairs", "num_queries", "threshold", "threshold_tuned",
@@ -222,7 +226,7 @@ def compute_relevance_metrics(
             class_probs=None if probs is None else probs[pairs],
         )
 
-    return {
+    result = {
         "scheme": scheme.name,
         "num_pairs": int(n),
         "num_queries": num_queries,
@@ -231,6 +235,26 @@ def compute_relevance_metrics(
         "overall": group(None),
         "buckets": {name: group(code) for code, name in enumerate(BUCKETS)},
     }
+    if slices:
+        result["slices"] = {}
+        for name, mask in slices.items():
+            m = np.asarray(mask, dtype=bool).reshape(-1)
+            if m.size != n:
+                raise ValueError(f"slice {name!r} has {m.size} entries for {n} pairs")
+            if not m.any():
+                result["slices"][name] = {"num_pairs": 0, "num_queries": 0}
+                continue
+            sub = compute_relevance_metrics(
+                scheme,
+                y[m],
+                s[m],
+                q[m],
+                b_codes[m],
+                class_probs=None if probs is None else probs[m],
+                threshold=thr,
+            )
+            result["slices"][name] = sub["overall"]
+    return result
 
 
 def _bucket_codes(buckets: Sequence[Any] | np.ndarray) -> np.ndarray:

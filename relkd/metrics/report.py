@@ -46,6 +46,7 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]]) -> str:
             result = result["metrics"]
         groups = [("overall", result.get("overall", {}))]
         groups += [(b, result.get("buckets", {}).get(b, {})) for b in BUCKETS]
+        groups += [(s, v) for s, v in result.get("slices", {}).items()]
         for group, values in groups:
             rows.append(
                 [f"{name} {group}", *(_cell(values.get(key), fmt) for _, key, fmt in _COLUMNS)]

@@ -27,12 +27,17 @@ BUCKET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ECE", "class_ece"),
 )
 GROUPS = ("overall", "head", "torso", "tail")
+# click-graph slices (data.click_graph.slices): pairs whose query and item both have clicks, and
+# the rest
+SLICES = ("clicked", "cold")
 
 
 def metric(result: Mapping[str, Any], bucket: str | None, key: str) -> float | None:
     """One number from a compute_relevance_metrics result (None when absent)."""
     if bucket in (None, "overall"):
         group = result.get("overall", {})
+    elif bucket in SLICES:
+        group = result.get("slices", {}).get(bucket)
     else:
         group = result.get("buckets", {}).get(bucket)
     value = (group or {}).get(key)
@@ -78,12 +83,18 @@ def comparison_table(rows: Mapping[str, Any]) -> str:
     return _markdown(header, body)
 
 
-def bucket_table(rows: Mapping[str, Any]) -> str:
-    """The long form: one row per (model, overall/head/torso/tail)."""
-    header = ["model", "bucket", *(c[0] for c in BUCKET_COLUMNS)]
+def bucket_table(rows: Mapping[str, Any], groups: Sequence[str] = GROUPS) -> str:
+    """The long form: one row per (model, group): overall/head/torso/tail by default, or
+    ``("overall", *SLICES)`` for the click-graph slices."""
+    header = ["model", "bucket" if groups == GROUPS else "pairs", *(c[0] for c in BUCKET_COLUMNS)]
     body = [
         [name, group, *(cell(_as_runs(runs), group, key) for _, key in BUCKET_COLUMNS)]
         for name, runs in rows.items()
-        for group in GROUPS
+        for group in groups
     ]
     return _markdown(header, body)
+
+
+def has_slices(rows: Mapping[str, Any]) -> bool:
+    """Whether any result carries click-graph slices."""
+    return any("slices" in r for runs in rows.values() for r in _as_runs(runs))

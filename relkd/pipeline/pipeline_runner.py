@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
 from relkd.config import compose, to_container
 from relkd.errors import ConfigError
-from relkd.pipeline.comparison_table import bucket_table, comparison_table
+from relkd.pipeline.comparison_table import SLICES, bucket_table, comparison_table, has_slices
 from relkd.pipeline.pipeline_config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,9 @@ class PipelineRunner:
         )
         long = bucket_table(rows)
         text = f"{note}\n\n{table}\n\nBy popularity bucket:\n\n{long}\n"
+        if has_slices(rows):
+            sliced = bucket_table(rows, ("overall", *SLICES))
+            text += f"\nClicked (query and item both clicked) and cold pairs:\n\n{sliced}\n"
         atomic_write_bytes(self.root / "comparison.md", text.encode())
         atomic_write_json(
             self.root / "comparison.json",

@@ -60,7 +60,7 @@ def _student(
 
 def student_name(model_cfg: Any) -> str:
     """How a student shows in printed tables: kind, encoder and depth if cut."""
-    kind = "two-tower" if model_cfg.student == "two_tower" else "cross-encoder"
+    kind = {"two_tower": "two-tower", "berm": "BERM"}.get(model_cfg.student, "cross-encoder")
     depth = f" L{model_cfg.encoder_layers}" if model_cfg.encoder_layers else ""
     return f"{kind} {model_cfg.encoder}{depth}"
 

@@ -405,6 +405,21 @@ def check_parity(
     return result
 
 
+def _unsupported(cfg: Any) -> str | None:
+    """Why this student cannot be exported (None when it can)."""
+    if cfg.model.student == "berm":
+        return (
+            "model.student berm reads click-graph neighbours at serving time; export serves "
+            "cross_encoder and two_tower students (distil BERM into one of them to serve it)"
+        )
+    if cfg.data.layout != "packed" or cfg.data.professional_terms:
+        return (
+            "data.layout slots and data.professional_terms change the serving-time "
+            "tokenisation, which the ONNX item tokeniser does not reproduce yet"
+        )
+    return None
+
+
 def _identity(cfg: Any, tables: dict[str, str], sha: str, config_sha: str | None, opset: int):
     kind = "two_tower" if cfg.model.student == "two_tower" else "cross_encoder"
     identity: dict[str, Any] = {
@@ -548,6 +563,9 @@ def export_onnx(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
+    unsupported = _unsupported(cfg)
+    if unsupported:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: {unsupported}")
     path = checkpoint_path(run_dir, ckpt)
     target = Path(out) if out is not None else _default_out(run_dir)
     versions = _require_packages()
