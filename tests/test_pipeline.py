@@ -177,3 +177,20 @@ def test_overrides_may_follow_the_seeds_option(monkeypatch: pytest.MonkeyPatch) 
     assert seen == {"path": "p.yaml", "overrides": ["a.b=1", "c.d=2"], "seeds": [0, 2]}
     with pytest.raises(SystemExit):
         main(["pipeline", "p.yaml", "--seeds", "0", "--bogus"])
+
+
+def test_a_given_teacher_run_is_used_not_trained(tmp_path: Path, shared_data_root: Path) -> None:
+    path = tiny_pipeline(tmp_path, shared_data_root)
+    cfg = load_pipeline(path)
+    given = tmp_path / "my_teacher"
+    cfg.teacher.run = str(given)
+    runner = PipelineRunner(cfg, path, [])
+    given.mkdir()
+    (given / "config.yaml").write_text("task: teacher\n")
+    with pytest.raises(ConfigError, match="not a finished teacher run"):
+        runner.teacher()
+    (given / "metrics.json").write_text(json.dumps({"test": {"overall": {"ndcg@10": 0.5}}}))
+    result = runner.teacher()
+    assert result.run_dir == given and result.reused
+    assert result.metrics["test"]["overall"]["ndcg@10"] == 0.5
+    assert not (tmp_path / "pipe").exists()  # nothing trained

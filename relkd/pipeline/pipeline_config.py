@@ -21,6 +21,9 @@ from relkd.errors import ConfigError
 class TeacherStep:
     experiment: str = "experiments/teacher/embedded.yaml"
     overrides: list[str] = field(default_factory=list)
+    # a finished teacher run folder (relkd teacher train, or another pipeline's teacher step) to
+    # use instead of training one; experiment and overrides are then not read
+    run: str | None = None
 
 
 @dataclass

@@ -116,6 +116,16 @@ class PipelineRunner:
     # ---- the steps ----
     def teacher(self) -> StepResult:
         t = self.cfg.teacher
+        if t.run is not None:
+            run_dir = Path(t.run)
+            metrics = run_dir / "metrics.json"
+            if not metrics.is_file() or not (run_dir / "config.yaml").is_file():
+                raise ConfigError(
+                    f"{self.source}: teacher.run {run_dir} is not a finished teacher run "
+                    "(config.yaml and metrics.json expected)"
+                )
+            print(f"[pipeline] teacher: {run_dir} (given)")
+            return StepResult("teacher", run_dir, True, 0.0, json.loads(metrics.read_text()))
         cfg, run_dir = self.compose_step(t.experiment, t.overrides, "teacher", None)
         print(f"[pipeline] teacher: {run_dir}")
         return self._train("teacher", cfg, run_dir, "teacher")
