@@ -13,8 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_modules.adversarial_pass import AdversarialPass, supports_embeddings
 from lightning_modules.relevance_module import RelevanceModule, flatten_metrics, split_decay
+from relkd.config.experiment_config import AdversarialSettings
 from relkd.data.label_scheme import LabelScheme
+from relkd.losses.registry import ADVERSARIAL_TERMS
 from relkd.losses.weighted_loss import WeightedLoss
 
 NET_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -36,6 +39,14 @@ class StudentModule(RelevanceModule):
         optim: ``lr, head_lr, weight_decay, warmup_ratio, scheduler``.
         eval_splits: names of the dataloaders passed to ``trainer.test``, in order; when
             ``val`` is among them its tuned threshold is applied to the others.
+        adversarial_norm: the L2 norm of the adversarial perturbation; default the loss's
+            ``adversarial_norm`` (``loss.adversarial.norm``, set by ``build_loss``), else that
+            setting's default.
+
+    When the loss has an adversarial term (``adv_ce``, ``adv_kl``, ``adv_contrastive``) every
+    training step runs :class:`AdversarialPass` (a second forward pass over word embeddings
+    perturbed along the clean loss's gradient); with none, a step is one plain forward.
+    Validation and test never perturb.
     """
 
     def __init__(
@@ -45,16 +56,39 @@ class StudentModule(RelevanceModule):
         scheme: LabelScheme,
         optim: dict[str, Any],
         eval_splits: tuple[str, ...] = ("val", "test"),
+        adversarial_norm: float | None = None,
     ) -> None:
         super().__init__(scheme, optim, eval_splits)
         self.net = net
         self.loss = loss
         self._total_steps = 1  # set in on_train_start
+        self.adversarial = self._adversarial_pass(adversarial_norm)
+
+    def _adversarial_pass(self, norm: float | None) -> AdversarialPass | None:
+        adversarial = sorted(set(self.loss.terms) & ADVERSARIAL_TERMS)
+        if not adversarial:
+            return None
+        if not supports_embeddings(self.net):
+            raise ValueError(
+                f"loss terms {adversarial} perturb word embeddings: the net "
+                f"({type(self.net).__name__}) must take embeddings= and return_embeddings= "
+                "(model.student cross_encoder)"
+            )
+        if not set(self.loss.terms) - ADVERSARIAL_TERMS:
+            raise ValueError(
+                f"loss terms {adversarial} perturb along the gradient of the other terms, and "
+                "there are none: give a clean term (e.g. hard_ce) a weight > 0"
+            )
+        if norm is None:
+            norm = getattr(self.loss, "adversarial_norm", None)
+        return AdversarialPass(AdversarialSettings.norm if norm is None else norm)
 
     # ---- forward and training ----
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, Any], **net_kwargs: Any) -> dict[str, torch.Tensor]:
+        """The net's outputs plus ``probs`` and ``score``; ``net_kwargs`` go to the net as they
+        are (the adversarial pass's ``embeddings`` and ``return_embeddings``)."""
         keys = getattr(self.net, "input_keys", NET_INPUTS)
-        out = dict(self.net(**{k: batch[k] for k in keys if k in batch}))
+        out = dict(self.net(**{k: batch[k] for k in keys if k in batch}, **net_kwargs))
         out["probs"], out["score"] = self.scores_from_logits(out["logits"])
         return out
 
@@ -62,7 +96,10 @@ class StudentModule(RelevanceModule):
         if self._trainer is not None:
             # weight and temperature schedules follow the fraction of training done
             self.loss.set_progress(min(1.0, self.global_step / self._total_steps))
-        result = self.loss(self(batch), batch)
+        if self.adversarial is None:
+            result = self.loss(self(batch), batch)
+        else:
+            result, _ = self.adversarial(lambda **kw: self(batch, **kw), self.loss, batch)
         for name, weight in result.weights.items():
             self.log(f"train/weight/{name}", weight, batch_size=int(batch["labels"].shape[0]))
         return self.log_loss(result, batch)

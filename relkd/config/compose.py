@@ -277,6 +277,12 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
         "loss.weights",
         f"{adv} perturb a cross-encoder's word embeddings; model.student is {m.student}",
     )
+    _check(
+        not adv or bool(set(effective_weights(cfg.loss)) - set(ADVERSARIAL_TERMS)),
+        layers,
+        "loss.weights",
+        f"{adv} perturb along the gradient of the other terms, and none has a weight > 0",
+    )
     a = cfg.loss.adversarial
     _check(a.norm > 0, layers, "loss.adversarial.norm", "must be > 0")
     _check(a.temperature > 0, layers, "loss.adversarial.temperature", "must be > 0")

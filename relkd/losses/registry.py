@@ -10,6 +10,9 @@ from torch import nn
 
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
+from relkd.losses.adv_ce import AdvCE
+from relkd.losses.adv_contrastive import AdvContrastive
+from relkd.losses.adv_kl import AdvKL
 from relkd.losses.aspect_ce import AspectCE
 from relkd.losses.cot_aspects import CotAspects
 from relkd.losses.cot_token_ce import CotTokenCE
@@ -79,6 +82,11 @@ LOSS_TERMS: dict[str, Callable[[Any, LabelScheme, LossDims], nn.Module]] = {
     "hidden_mse": lambda cfg, scheme, dims: HiddenMSE(
         _need(dims, "pooled_dim", "hidden_mse"), _need(dims, "teacher_hidden_dim", "hidden_mse")
     ),
+    # on the perturbed pass (lightning_modules/adversarial_pass.py): outputs adv_logits,
+    # adv_pooled
+    "adv_ce": lambda cfg, scheme, dims: AdvCE(label_smoothing=cfg.label_smoothing),
+    "adv_kl": lambda cfg, scheme, dims: AdvKL(),
+    "adv_contrastive": lambda cfg, scheme, dims: AdvContrastive(cfg.adversarial.temperature),
 }
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
 TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
@@ -158,6 +166,9 @@ def build_loss(
 ) -> WeightedLoss:
     """The combiner for :func:`effective_weights`; terms with weight 0 are left out.
 
+    With an adversarial term active the combiner carries ``loss.adversarial.norm`` (its
+    ``adversarial_norm``), the perturbation the student module's adversarial pass applies.
+
     The dims are the widths ``cot_aspects`` (``feature_dim``) and ``hidden_mse``
     (``pooled_dim``, ``teacher_hidden_dim``) build their layers on; a ConfigError names the one
     missing for an active term.
@@ -172,6 +183,9 @@ def build_loss(
         raise KeyError(f"loss.schedules: {stray} are not active loss terms {sorted(active)}")
     temperature = getattr(loss_cfg, "temperature_schedule", None)
     dims = LossDims(feature_dim, pooled_dim, teacher_hidden_dim)
+    adversarial_norm = None
+    if set(active) & ADVERSARIAL_TERMS:
+        adversarial_norm = float(loss_cfg.adversarial.norm)
     return WeightedLoss(
         {name: LOSS_TERMS[name](loss_cfg, scheme, dims) for name in active},
         active,
@@ -179,4 +193,5 @@ def build_loss(
         temperature_schedule=None
         if temperature is None
         else WeightSchedule.from_config(temperature),
+        adversarial_norm=adversarial_norm,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +29,13 @@ class WeightedLoss(nn.Module):
     :meth:`set_progress` (0 until then, so a warm-up starts at its ``start``). The
     ``temperature_schedule``'s multiplier goes to every term with a ``set_temperature_scale``
     method (``soft_kl``).
+
+    A caller that needs part of the loss before the rest exists (contrastive adversarial
+    training differentiates the non-adversarial terms to build the perturbed pass the
+    adversarial terms read) uses :meth:`compute` on a subset of terms, :meth:`weighted_sum` on
+    them, and :meth:`combine` once every term has a value; ``forward`` is those three in one.
+    ``adversarial_norm`` (``loss.adversarial.norm``, set by ``build_loss`` when an adversarial
+    term is active) is the L2 norm of that perturbation; None otherwise.
     """
 
     def __init__(
@@ -37,6 +44,7 @@ class WeightedLoss(nn.Module):
         weights: dict[str, float],
         schedules: Mapping[str, Callable[[float], float]] | None = None,
         temperature_schedule: Callable[[float], float] | None = None,
+        adversarial_norm: float | None = None,
     ) -> None:
         super().__init__()
         if set(terms) != set(weights):
@@ -51,6 +59,7 @@ class WeightedLoss(nn.Module):
         self.weights = dict(weights)
         self.schedules = schedules
         self.temperature_schedule = temperature_schedule
+        self.adversarial_norm = None if adversarial_norm is None else float(adversarial_norm)
         self.progress = 0.0
         self._current = dict(self.weights)
         self.set_progress(0.0)
@@ -73,13 +82,38 @@ class WeightedLoss(nn.Module):
         """Every term's weight at the current progress."""
         return dict(self._current)
 
-    def forward(
-        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-    ) -> LossOutput:
-        values = {name: term(outputs, batch) for name, term in self.terms.items()}
+    def compute(
+        self,
+        outputs: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        names: Collection[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The unweighted values (with their graphs) of the terms ``names`` (default: all)."""
+        chosen = list(self.terms) if names is None else [n for n in self.terms if n in names]
+        stray = sorted(set(names or ()) - set(self.terms))
+        if stray:
+            raise KeyError(f"{stray} are not terms {sorted(self.terms)}")
+        return {name: self.terms[name](outputs, batch) for name in chosen}
+
+    def weighted_sum(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``sum_t weight_t(p) * values[t]`` over the given terms, at the current weights."""
+        if not values:
+            raise ValueError("weighted_sum needs at least one term value")
         total = sum(self._current[name] * value for name, value in values.items())
+        return total  # type: ignore[return-value]
+
+    def combine(self, values: Mapping[str, torch.Tensor]) -> LossOutput:
+        """The LossOutput of every term's value (from :meth:`compute`, in one or more calls)."""
+        if set(values) != set(self.terms):
+            raise ValueError(f"values for {sorted(values)}, terms are {sorted(self.terms)}")
+        values = {name: values[name] for name in self.terms}
         return LossOutput(
-            total=total,
+            total=self.weighted_sum(values),
             terms={name: v.detach() for name, v in values.items()},
             weights={name: self._current[name] for name in self.schedules},
         )
+
+    def forward(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> LossOutput:
+        return self.combine(self.compute(outputs, batch))
