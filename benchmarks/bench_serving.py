@@ -8,6 +8,15 @@
     the DataModule does) against padded to ``data.max_length`` (fixed). Printed: pairs/s of
     each and the ratio (goal >= 1.5x).
 (c) each student's parameter count and ONNX size.
+(d) dynamic length (robust interaction's slot layout): the same cross-encoder over the same
+    pairs, in PyTorch, collated three ways: ``slots fixed`` (query and item in fixed slots,
+    always ``data.max_length`` wide), ``slots pruned`` (the columns that are padding in every
+    row dropped; positions kept, same logits) and ``packed`` (``[CLS] q [SEP] item [SEP]``
+    padded to the longest pair, what (b) calls dynamic), at --batch-sizes and --dynamic-batch.
+    Batches in random order and, when --pairs make several batches, sorted by length (as the
+    length-bucketing and eval samplers give them). The three are timed
+    interleaved, pass by pass. Printed: widths, pairs/s and the ratios to slots fixed; no
+    goal. (onnxruntime is not timed: the exported graph takes no position_ids.)
 
 "batch" is how many rows go through the model per call: 1 (one pair, or one candidate, at a
 time) or 256 (capped at what there is: N candidates in (a), --pairs in (b)). Tokenization is
@@ -23,7 +32,8 @@ untrained students are built from experiments/quickstart.yaml on a small synthet
 not depend on the weights. Usage:
 
     python benchmarks/bench_serving.py [--run-ce RUN_DIR] [--run-tt RUN_DIR] [--layers 2] \\
-        [--candidates 100] [--pairs 256] [--single 48] [--batch-sizes 1,256] [--threads N]
+        [--candidates 100] [--pairs 256] [--single 48] [--batch-sizes 1,256] [--threads N] \\
+        [--dynamic-batch 32] [--sections a,b,c,d]
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from datamodules.pair_collator import PairCollator  # noqa: E402
 from relkd.artifacts.atomic_files import atomic_write  # noqa: E402
 from relkd.config import compose, save  # noqa: E402
 from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset  # noqa: E402
@@ -302,6 +313,89 @@ def bench_padding(
     return out
 
 
+# ---- (d) dynamic length ----------------------------------------------------------------------
+
+LAYOUTS = (
+    ("slots fixed", "slots", False),
+    ("slots pruned", "slots", True),
+    ("packed", "packed", True),
+)
+
+
+def interleaved_best(calls: dict[str, list[Callable[[], Any]]], repeats: int) -> dict[str, float]:
+    """Per variant, the best of ``repeats`` passes over its calls; the variants take turns pass
+    by pass (after one warm-up call each), so a load change hits them alike."""
+    for cs in calls.values():
+        cs[0]()
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(repeats):
+        for name, cs in calls.items():
+            t = time.perf_counter()
+            for call in cs:
+                call()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
+@torch.inference_mode()
+def bench_dynamic_length(
+    student: LoadedStudent, n_pairs: int, n_single: int, batch_sizes: list[int], repeats: int
+) -> list[dict[str, Any]]:
+    dm = student.datamodule()
+    store, cfg = dm.store, student.cfg.data
+    term_ids = dm.term_ids if cfg.professional_terms else None
+    collate = {
+        name: PairCollator(
+            store,
+            max_length=int(cfg.max_length),
+            layout=layout,
+            prune_padding=prune,
+            term_ids=term_ids,
+        )
+        for name, layout, prune in LAYOUTS
+    }
+    net = student.net
+    keys = set(net.input_keys)
+    rows = sample_rows(dm, n_pairs)
+    # sorted: by item length, then query length (the side that varies most first)
+    q_len = store.query_lengths()[np.asarray(store.array("query_row"))]
+    i_len = store.item_lengths()[np.asarray(store.array("item_row"))]
+    out = []
+    for b in batch_sizes:
+        use = rows[:n_single] if b == 1 else rows
+        orders = [("random", use)]
+        if 1 < b < len(use):
+            orders.append(("sorted", use[np.lexsort((q_len[use], i_len[use]))]))
+        for order, ordered in orders:
+            parts = chunks(len(ordered), min(b, len(ordered)))
+            batches = {
+                name: [{k: v for k, v in c(ordered[p]).items() if k in keys} for p in parts]
+                for name, c in collate.items()
+            }
+            calls = {n: [lambda x=x: net(**x) for x in xs] for n, xs in batches.items()}
+            times = interleaved_best(calls, repeats)
+            fixed_s = times["slots fixed"]
+            for name, xs in batches.items():
+                out.append(
+                    {
+                        "batch": min(b, len(ordered)),
+                        "order": order,
+                        "pairs": len(ordered),
+                        "collation": name,
+                        "mean width": round(
+                            float(np.mean([x["input_ids"].shape[1] for x in xs])), 1
+                        ),
+                        "mean real tokens": round(
+                            float(np.mean([x["attention_mask"].sum(1).float().mean() for x in xs])),
+                            1,
+                        ),
+                        "pairs/s": round(len(ordered) / times[name], 1),
+                        "speed-up vs slots fixed": round(fixed_s / times[name], 2),
+                    }
+                )
+    return out
+
+
 # ---- report ----------------------------------------------------------------------------------
 
 
@@ -332,6 +426,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "relkd_bench_serve"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument(
+        "--dynamic-batch", type=int, default=32, help="(d) also this batch size (0: none)"
+    )
+    p.add_argument(
+        "--sections",
+        default="a,b,c,d",
+        help="which of (a) candidates, (b) padding, (c) size, (d) dynamic length to run; "
+        "(d) alone needs only the cross-encoder",
+    )
     args = p.parse_args(argv)
 
     threads = args.threads or default_threads()
@@ -350,6 +453,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             flush=True,
         )
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    sections = set(args.sections.split(","))
+    if not sections <= {"a", "b", "c", "d"}:
+        p.error(f"--sections: unknown {sorted(sections - {'a', 'b', 'c', 'd'})}")
+    only_ce = sections == {"d"}
     started = time.perf_counter()
     runs: dict[str, Path] = {}
     encoder = encoder_preset()
@@ -362,17 +469,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cfg = SynthConfig(pairs=3000, items=2000, unlabeled_ratio=0.0, behavior_per_pair=0.0)
             generate_dataset(cfg, data)
     for kind, given in (("cross_encoder", args.run_ce), ("two_tower", args.run_tt)):
+        if only_ce and kind == "two_tower":
+            continue
         runs[kind] = given or untrained_run(args.workdir, data, kind, encoder, args.layers)
     students, onnx, sizes = {}, {}, {}
     for kind, run in runs.items():
         print(f"{kind}: {run}", flush=True)
-        folder = exported(run, args.workdir)
         students[kind] = load_student(run)
+        if only_ce:  # (d) times PyTorch only: no export
+            continue
+        folder = exported(run, args.workdir)
         onnx[kind] = OnnxStudent(folder, threads=threads)
         sizes[kind] = sum(f.stat().st_size for f in folder.glob("*.onnx"))
     setup_s = time.perf_counter() - started
-    ce, tt = students["cross_encoder"], students["two_tower"]
-    if ce.tables_read != tt.tables_read:
+    ce, tt = students["cross_encoder"], students.get("two_tower")
+    if tt is not None and ce.tables_read != tt.tables_read:
         raise SystemExit(
             f"--run-ce and --run-tt must use the same dataset ({ce.data_dir}, {tt.data_dir})"
         )
@@ -386,22 +497,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "setup_s": round(setup_s, 1),
         "load_average_at_start": round(load, 2),
     }
-    results["candidates"] = bench_candidates(
-        ce,
-        tt,
-        onnx["cross_encoder"],
-        onnx["two_tower"],
-        args.candidates,
-        batch_sizes,
-        args.repeats,
-    )
-    results["padding"] = [
-        row
-        for kind in ("cross_encoder", "two_tower")
-        for row in bench_padding(
-            students[kind], onnx[kind], args.pairs, args.single, batch_sizes, args.repeats
+    if "a" in sections:
+        results["candidates"] = bench_candidates(
+            ce,
+            tt,
+            onnx["cross_encoder"],
+            onnx["two_tower"],
+            args.candidates,
+            batch_sizes,
+            args.repeats,
         )
-    ]
+    if "b" in sections:
+        results["padding"] = [
+            row
+            for kind in ("cross_encoder", "two_tower")
+            for row in bench_padding(
+                students[kind], onnx[kind], args.pairs, args.single, batch_sizes, args.repeats
+            )
+        ]
+    if "d" in sections:
+        sizes_d = sorted(set(batch_sizes) | ({args.dynamic_batch} if args.dynamic_batch else set()))
+        results["dynamic_length"] = bench_dynamic_length(
+            ce, args.pairs, args.single, sizes_d, args.repeats
+        )
     results["parameters"] = [
         {
             "student": "two-tower" if kind == "two_tower" else "cross-encoder",
@@ -414,6 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else "-",
         }
         for kind, s in students.items()
+        if kind in onnx
     ]
     results["total_s"] = round(time.perf_counter() - started, 1)
 
@@ -427,12 +546,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for kind, run in runs.items():
         given = args.run_ce if kind == "cross_encoder" else args.run_tt
         print(f"{kind}: {run}{'' if given else ' (untrained: weights do not change timing)'}")
-    print("\n(a) scoring the candidates of one query (two-tower: cached item table); goal >= 50x\n")
-    print(markdown(results["candidates"]))
-    print("\n(b) dynamic padding (longest of the batch) vs fixed (max_length); goal >= 1.5x\n")
-    print(markdown(results["padding"]))
-    print("\n(c) size\n")
-    print(markdown(results["parameters"]))
+    if "candidates" in results:
+        print(
+            "\n(a) scoring the candidates of one query (two-tower: cached item table); goal >= 50x\n"
+        )
+        print(markdown(results["candidates"]))
+    if "padding" in results:
+        print("\n(b) dynamic padding (longest of the batch) vs fixed (max_length); goal >= 1.5x\n")
+        print(markdown(results["padding"]))
+    if "c" in sections and results["parameters"]:
+        print("\n(c) size\n")
+        print(markdown(results["parameters"]))
+    if "dynamic_length" in results:
+        d = ce.cfg.data
+        print(
+            f"\n(d) dynamic length, cross-encoder, PyTorch: slots (query slot {d.max_query_tokens}, "
+            f"item slot {d.max_length - 3 - d.max_query_tokens}) fixed vs pruned, and packed\n"
+        )
+        print(markdown(results["dynamic_length"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

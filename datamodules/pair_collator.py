@@ -5,6 +5,25 @@ Cross mode (``encoding="cross"``): ``[CLS] query [SEP] item [SEP]`` with ``token
 right to the longest row of the batch (dynamic padding). Bi mode (``encoding="bi"``): the query
 and the item are encoded apart as ``[CLS] text [SEP]``, each padded to its own longest row.
 
+Slot layout (``layout="slots"``, cross only; the robust interaction model's dynamic-length
+representation): the query and the item each own a FIXED slot of a ``max_length``-wide row::
+
+    column  0   1 .. Q         Q+1    Q+2 .. Q+T+1   Q+T+2
+            CLS query (+pad)   SEP    item (+pad)    SEP
+
+with Q = the store's ``max_query_tokens`` and T = ``max_length - 3 - Q`` (a ConfigError when
+T < 1); each side is left-aligned in its slot and cut to it, and its padding stays inside the
+slot, so the two [SEP]s sit at fixed columns. ``position_ids`` are the columns of this full row.
+``prune_padding=True`` drops every column that is padding in every row of the batch (the
+batch is ``3 + longest query + longest item`` wide, the [SEP]s always stay); the kept tokens
+keep their full-row ``position_ids``, so a model sees the same positions pruned or not and
+gives the same logits. ``prune_padding=False`` keeps the full ``max_length`` width.
+``pad_to_multiple_of`` then appends mask-0 columns (pad id, position 0, types 0). Slots ignore
+``truncation``: each side is cut to its own slot.
+
+Professional terms (``term_ids``): cross batches also carry ``term_type_ids``, 1 on tokens that
+are added professional terms, 0 elsewhere (specials and padding included), in both layouts.
+
 Every batch also carries labels, pair_id, query_index, item_index, bucket, the dataset's
 ground-truth aspects when it has them, and the teacher fields when a teacher cache is attached.
 """
@@ -19,9 +38,11 @@ import torch
 from datamodules.graph_features import GraphFeatures
 from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import TokenizedStore
+from relkd.errors import ConfigError
 
 Encoding = Literal["cross", "bi"]
 Truncation = Literal["query_first", "longest_first"]
+Layout = Literal["packed", "slots"]
 
 
 def _segments(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +78,20 @@ def truncate_pair(
     return qk, ik
 
 
+def slot_widths(max_length: int, max_query_tokens: int) -> tuple[int, int]:
+    """(Q, T): the query and item slot widths of the slot layout; a one-line ConfigError when
+    ``max_length`` leaves the item no slot (T = max_length - 3 - Q < 1)."""
+    q = int(max_query_tokens)
+    t = int(max_length) - 3 - q
+    if t < 1:
+        raise ConfigError(
+            f"data.layout slots: max_length {max_length} - 3 specials - max_query_tokens {q} "
+            f"leaves an item slot of {t} tokens; raise data.max_length or lower "
+            "data.max_query_tokens"
+        )
+    return q, t
+
+
 class PairCollator:
     """Callable turning store pair rows into a dict of tensors (the DataLoader's collate_fn).
 
@@ -72,6 +107,12 @@ class PairCollator:
         with_cot: also return ``teacher_cot`` (list of str, "" where missing); strings are slow.
         with_hidden: also return ``teacher_hidden`` (float16 [B, H] from ``teacher.hidden``,
             0 where missing).
+        layout: ``packed`` (``[CLS] q [SEP] item [SEP]`` then padding) or ``slots`` (fixed
+            query and item slots with ``position_ids``; cross only; see the module docstring).
+        prune_padding: slots: drop the columns that are padding in every row of the batch.
+        term_ids: token ids of the professional terms; cross batches then carry
+            ``term_type_ids`` (1 on those tokens).
+        graph: click-graph features added to every batch.
     """
 
     def __init__(
@@ -119,11 +160,23 @@ class PairCollator:
         )
         self.with_cot = with_cot
         self.with_hidden = with_hidden
-        if layout != "packed" or term_ids is not None:
-            raise NotImplementedError("slots layout and term types: in progress")
+        if layout not in ("packed", "slots"):
+            raise ValueError(f"layout must be 'packed' or 'slots', got {layout!r}")
+        if layout == "slots" and encoding != "cross":
+            raise ValueError("layout 'slots' lays out cross pairs")
         self.layout = layout
         self.prune_padding = prune_padding
-        self.term_ids = term_ids
+        self.query_slot = self.item_slot = 0
+        if layout == "slots":
+            self.query_slot, self.item_slot = slot_widths(
+                self.max_length, int(store.manifest["inputs"]["max_query_tokens"])
+            )
+        self.term_ids = None if term_ids is None else np.asarray(term_ids, dtype=np.int64)
+        self._is_term: np.ndarray | None = None
+        if self.term_ids is not None:
+            size = max(int(special["vocab_size"]), int(self.term_ids.max(initial=-1)) + 1)
+            self._is_term = np.zeros(size, dtype=bool)
+            self._is_term[self.term_ids] = True
         self.graph = graph
 
     # -- entry point ---------------------------------------------------------------------
@@ -134,7 +187,9 @@ class PairCollator:
         q_row = np.asarray(s.view("query_row")[rows], dtype=np.int64)
         i_row = np.asarray(s.view("item_row")[rows], dtype=np.int64)
         out: dict[str, Any] = {}
-        if self.encoding == "cross":
+        if self.encoding == "cross" and self.layout == "slots":
+            out.update(self._slots(q_row, i_row))
+        elif self.encoding == "cross":
             out.update(self._cross(q_row, i_row))
         else:
             out.update(self._bi(q_row, i_row))
@@ -198,6 +253,77 @@ class PairCollator:
         if self.token_type_ids:
             types = (cols >= (2 + qk)[:, None]) & mask
             out["token_type_ids"] = torch.from_numpy(types.astype(np.int64))
+        if self._is_term is not None:
+            out["term_type_ids"] = torch.from_numpy(self._term_types(ids, mask))
+        return out
+
+    def _term_types(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        assert self._is_term is not None
+        return (self._is_term[ids] & (mask != 0)).astype(np.int64)
+
+    def _slots(self, q_row: np.ndarray, i_row: np.ndarray) -> dict[str, torch.Tensor]:
+        """Query and item in fixed slots (see the module docstring); built directly at the
+        pruned width when ``prune_padding``: columns 1..mq of the query slot and mi of the item
+        slot, where mq/mi are the batch's longest query/item (every other slot column is
+        padding in every row), each keeping its full-row position."""
+        s = self.store
+        big_q, big_t = self.query_slot, self.item_slot
+        qo, io = s.view("query_offsets"), s.view("item_offsets")
+        q_start = np.asarray(qo[q_row], np.int64)
+        qk = np.minimum(np.asarray(qo[q_row + 1], np.int64) - q_start, big_q)
+        i_start = np.asarray(io[i_row], np.int64)
+        ik = np.minimum(np.asarray(io[i_row + 1], np.int64) - i_start, big_t)
+        b = len(q_row)
+        if self.prune_padding:
+            mq = int(qk.max()) if b else 0
+            mi = int(ik.max()) if b else 0
+        else:
+            mq, mi = big_q, big_t
+        sep1, item0, sep2 = mq + 1, mq + 2, mq + mi + 2
+        w = mq + mi + 3
+        positions = np.concatenate(
+            [
+                np.arange(mq + 1),  # CLS, query slot
+                [big_q + 1],  # SEP
+                np.arange(big_q + 2, big_q + 2 + mi),  # item slot
+                [big_q + big_t + 2],  # SEP
+            ]
+        ).astype(np.int64)
+        ids = np.full((b, w), self.pad_id, dtype=np.int64)
+        ids[:, 0] = self.cls_id
+        ids[:, sep1] = self.sep_id
+        ids[:, sep2] = self.sep_id
+        r, p, v = _gather(s.view("query_tokens"), q_start, qk)
+        ids[r, 1 + p] = v
+        r, p, v = _gather(s.view("item_tokens"), i_start, ik)
+        ids[r, item0 + p] = v
+        cols = np.arange(w)[None, :]
+        mask = (
+            (cols <= qk[:, None])  # CLS and the query tokens
+            | (cols == sep1)
+            | ((cols >= item0) & (cols < (item0 + ik)[:, None]))
+            | (cols == sep2)
+        )
+        types = (cols >= item0) & mask
+        terms = self._term_types(ids, mask) if self._is_term is not None else None
+        width = self._width(np.array([w]))
+        if width > w:  # pad_to_multiple_of: mask-0 columns at position 0
+            extra = width - w
+            ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=self.pad_id)
+            mask = np.pad(mask, ((0, 0), (0, extra)))
+            types = np.pad(types, ((0, 0), (0, extra)))
+            positions = np.pad(positions, (0, extra))
+            if terms is not None:
+                terms = np.pad(terms, ((0, 0), (0, extra)))
+        out = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+            "position_ids": torch.from_numpy(np.repeat(positions[None, :], len(ids), axis=0)),
+        }
+        if self.token_type_ids:
+            out["token_type_ids"] = torch.from_numpy(types.astype(np.int64))
+        if terms is not None:
+            out["term_type_ids"] = torch.from_numpy(terms)
         return out
 
     # -- bi-encoder ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from datamodules.graph_features import ClickGraphSpec, GraphFeatures
-from datamodules.pair_collator import Encoding, PairCollator, Truncation
+from datamodules.pair_collator import Encoding, PairCollator, Truncation, slot_widths
 from datamodules.pair_dataset import PairDataset
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptSpec, PromptStore
@@ -100,6 +100,13 @@ class QueryItemDataModule(pl.LightningDataModule):
         with_cot: add ``teacher_cot`` strings to batches.
         with_hidden: add ``teacher_hidden`` (float16 [B, H], the cache's pooled hidden states,
             0 where the cache lacks the pair); the cache must have them (annotate --hidden).
+        layout: cross batches ``packed`` or ``slots`` (query and item in fixed slots with
+            ``position_ids``; see datamodules/pair_collator.py and docs/robust_interaction.md).
+        prune_padding: slots: drop the columns that are padding in every row of a batch.
+        professional_terms: mine the catalogue's terms once (a term-list artifact under
+            ``<cache_dir>/../terms``), add them to the tokenizer whole (the store is keyed by
+            the extended vocabulary) and add ``term_type_ids`` to cross batches.
+        terms_min_count / terms_max_terms: the term list's ``min_count`` and ``max_terms``.
         num_workers / pin_memory / persistent_workers: DataLoader settings.
         seed: sampler seed (with the epoch from ``set_epoch``).
         test_splits: splits ``test_dataloader`` serves, in order (one loader each; a list when
@@ -194,6 +201,10 @@ class QueryItemDataModule(pl.LightningDataModule):
             raise ConfigError(f"layout must be 'packed' or 'slots', got {layout!r}")
         if layout == "slots" and encoding != "cross":
             raise ConfigError("layout 'slots' lays out cross pairs; encoding is " + str(encoding))
+        if layout == "slots":
+            slot_widths(max_length, max_query_tokens)  # refuses an item slot < 1 now
+        if professional_terms and encoding == "prompt":
+            raise ConfigError("professional_terms extend a student's vocabulary, not prompts")
         self.layout = layout
         self.prune_padding = prune_padding
         self.professional_terms = professional_terms
@@ -260,6 +271,8 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._eval_collator: PromptCollator | None = None
         self._lengths: np.ndarray | None = None
         self._graph: GraphFeatures | None = None
+        self._terms: Any = None  # relkd.terms.TermList with professional_terms
+        self._term_ids: np.ndarray | None = None
 
     # -- Lightning hooks -----------------------------------------------------------------
 
@@ -322,10 +335,32 @@ class QueryItemDataModule(pl.LightningDataModule):
             )
         return want
 
+    def _open_terms(self, build: bool) -> Any:
+        """The professional-term list (built first when missing and ``build``), and the
+        tokenizer extended with it."""
+        if self._terms is None:
+            from relkd.terms import TermList, add_terms, term_token_ids, terms_cache_dir
+
+            base = load_tokenizer(self._tokenizer_arg)
+            terms = TermList.open_or_build(
+                self.data_dir,
+                base,
+                min_count=self.terms_min_count,
+                max_terms=self.terms_max_terms,
+                cache_dir=terms_cache_dir(self.cache_dir),
+                build=build,
+            )
+            tokenizer = add_terms(base, terms.terms)
+            self._term_ids = term_token_ids(tokenizer, terms.terms)
+            self._terms, self._tokenizer = terms, tokenizer
+        return self._terms
+
     def _open_store(self, build: bool) -> TokenizedStore | PromptStore:
         # A table edited after its manifest was written would otherwise be served from a store
         # tokenized from the original: refuse it (cheap size/mtime check, cached).
         self._dataset.verify()
+        if self._store is None and self.professional_terms:
+            self._open_terms(build)
         if self._store is None and self.prompt_spec is not None:
             self._store = PromptStore.open_or_build(
                 self.data_dir,
@@ -352,9 +387,25 @@ class QueryItemDataModule(pl.LightningDataModule):
 
     @property
     def tokenizer(self) -> Any:
+        """The tokenizer the store is built with: with professional_terms, the base one plus
+        the mined terms (building the term list if it is missing)."""
+        if self.professional_terms:
+            self._open_terms(build=True)
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self._tokenizer_arg)
         return self._tokenizer
+
+    @property
+    def terms(self) -> Any:
+        """The professional-term list (relkd.terms.TermList), or None without professional_terms."""
+        return self._open_terms(build=True) if self.professional_terms else None
+
+    @property
+    def term_ids(self) -> np.ndarray | None:
+        """Token ids of the professional terms in ``tokenizer`` (None without them)."""
+        if self.professional_terms:
+            self._open_terms(build=True)
+        return self._term_ids
 
     @property
     def scheme(self) -> LabelScheme:
@@ -410,7 +461,7 @@ class QueryItemDataModule(pl.LightningDataModule):
                 with_hidden=self.with_hidden,
                 layout=self.layout,
                 prune_padding=self.prune_padding,
-                term_ids=None,
+                term_ids=self.term_ids if self.encoding == "cross" else None,
                 graph=self._graph,
             )
         return self._collator
@@ -428,7 +479,12 @@ class QueryItemDataModule(pl.LightningDataModule):
 
     def pair_lengths(self, with_response: bool = True) -> np.ndarray:
         """Per store pair: its length once collated (cross), its longer side (bi), or its prompt
-        (+ response when ``with_response``) length (prompt)."""
+        (+ response when ``with_response``) length (prompt).
+
+        Slots: ``3 + query + item`` each cut to its slot, the width of a pruned batch of that
+        pair alone (a pruned batch is 3 + its longest query + its longest item wide, so sorting
+        by this groups pairs of similar items, the side that varies most); without pruning
+        every pair is ``max_length`` wide."""
         s = self.store
         if isinstance(s, PromptStore):
             lengths = s.prompt_lengths()
@@ -436,7 +492,14 @@ class QueryItemDataModule(pl.LightningDataModule):
         if self._lengths is None:
             q = s.query_lengths()[np.asarray(s.array("query_row"))]
             i = s.item_lengths()[np.asarray(s.array("item_row"))]
-            if self.encoding == "cross":
+            if self.encoding == "cross" and self.layout == "slots":
+                big_q, big_t = slot_widths(self.max_length, self.max_query_tokens)
+                if self.prune_padding:
+                    lengths = np.minimum(q, big_q) + np.minimum(i, big_t) + 3
+                else:
+                    lengths = np.full(len(q), self.max_length)
+                self._lengths = lengths.astype(np.int32)
+            elif self.encoding == "cross":
                 self._lengths = np.minimum(q + i + 3, self.max_length).astype(np.int32)
             else:
                 self._lengths = np.minimum(np.maximum(q, i) + 2, self.max_length).astype(np.int32)

@@ -35,7 +35,7 @@ class TokenizerInfo:
     name: str
     cls_name: str
     vocab_size: int
-    vocab_sha256: str
+    vocab_sha256: str  # the vocab incl. added tokens, and how non-special added tokens match
     cls_id: int
     sep_id: int
     pad_id: int
@@ -45,6 +45,9 @@ class TokenizerInfo:
     def of(cls, tokenizer: Any) -> TokenizerInfo:
         vocab = tokenizer.get_vocab()
         blob = json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()
+        added = added_tokens(tokenizer)
+        if added:  # how added tokens match changes ids as much as the vocab does
+            blob += json.dumps(added, ensure_ascii=False).encode()
         cls_id = _first_id(tokenizer, "cls_token_id", "bos_token_id")
         sep_id = _first_id(tokenizer, "sep_token_id", "eos_token_id")
         name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
@@ -66,6 +69,20 @@ class TokenizerInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def added_tokens(tokenizer: Any) -> list[list[Any]]:
+    """The tokenizer's non-special added tokens (e.g. professional terms) as ``[id, content,
+    single_word, lstrip, rstrip, normalized]``, by id; [] for a tokenizer without any.
+
+    ``get_vocab()`` lists their strings, not how they match (whole words only, on normalized
+    text or not), which changes the ids a text gets as much as the vocab does."""
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return [
+        [int(i), str(t.content), t.single_word, t.lstrip, t.rstrip, t.normalized]
+        for i, t in sorted(decoder.items())
+        if not t.special
+    ]
 
 
 def _first_id(tokenizer: Any, *attrs: str) -> int | None:

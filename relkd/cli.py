@@ -112,6 +112,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
+    ev.add_argument(
+        "--perturb",
+        default=None,
+        metavar="KINDS",
+        help="also evaluate perturbed test queries and report the drop: comma-separated "
+        "typo,synonym,word_order,attribute_paraphrase (docs/robustness.md)",
+    )
+    ev.add_argument(
+        "--perturb-seed", type=int, default=0, help="another deterministic perturbation variant"
+    )
     pipe = sub.add_parser(
         "pipeline",
         help="teacher -> annotate -> students -> one comparison table (reuses finished steps)",
@@ -231,6 +241,18 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
     stat.add_argument("cache", type=Path)
 
 
+def _add_terms(sub: argparse._SubParsersAction) -> None:
+    terms = sub.add_parser("terms", help="professional terms: the catalogue's term list")
+    tsub = terms.add_subparsers(dest="terms_cmd", required=True)
+    build = tsub.add_parser(
+        "build", help="mine (or open) an experiment's term list; print its effect on titles"
+    )
+    build.add_argument(
+        "experiment", nargs="?", default=None, help="default: experiments/quickstart.yaml"
+    )
+    build.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. data.terms.min_count=5")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relkd", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -238,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baseline(sub)
     _add_train(sub)
     _add_teacher(sub)
+    _add_terms(sub)
+    graph = sub.add_parser("graph", help="the click graph (BERM neighbours, clicked/cold slices)")
+    gsub = graph.add_subparsers(dest="graph_cmd", required=True)
+    gbuild = gsub.add_parser("build", help="build the click graph an experiment reads")
+    gbuild.add_argument("experiment", type=Path)
+    gbuild.add_argument(
+        "overrides", nargs="*", help="dotlist overrides, e.g. data.click_graph.top_k=4"
+    )
     return parser
 
 
@@ -292,6 +322,11 @@ def run(args: argparse.Namespace) -> int:
 
         run_bm25_baseline(args.data, split=args.split, out=args.out, k1=args.k1, b=args.b)
         return 0
+    if args.cmd == "graph" and args.graph_cmd == "build":
+        from relkd.behavior.graph_build import build_graph_from_cli
+
+        build_graph_from_cli(args.experiment, args.overrides)
+        return 0
     if args.cmd == "train":
         from relkd.train import train_from_cli
 
@@ -333,6 +368,11 @@ def run(args: argparse.Namespace) -> int:
         final = finalize_cache(args.cache, args.data)
         print(f"{args.cache}: finalized, {final['rows']} pairs from {final['parts']} parts")
         return 0
+    if args.cmd == "terms" and args.terms_cmd == "build":
+        from relkd.terms.build_cli import build_terms_from_cli
+
+        print(build_terms_from_cli(args.experiment, args.overrides))
+        return 0
     if args.cmd == "pipeline":
         from relkd.pipeline import run_pipeline
 
@@ -346,7 +386,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "eval":
         from relkd.evaluate import evaluate_run
 
-        evaluate_run(args.run_dir, data=args.data, split=args.split, ckpt=args.ckpt)
+        evaluate_run(
+            args.run_dir,
+            data=args.data,
+            split=args.split,
+            ckpt=args.ckpt,
+            perturb=args.perturb,
+            perturb_seed=args.perturb_seed,
+        )
         return 0
     raise AssertionError(f"unhandled command {args}")
 

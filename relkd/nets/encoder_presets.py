@@ -47,6 +47,12 @@ class EncoderSpec:
     pretrained: str | None  # weights id / path, None for a config-built model
     config_overrides: dict[str, Any]
 
+    def load_tokenizer(self) -> Any:
+        """The encoder's own (base) tokenizer, before any professional term is added."""
+        from datamodules.tokenizer_info import load_tokenizer
+
+        return load_tokenizer(self.tokenizer)
+
     def build(self, dropout: float, layers: int | None = None) -> nn.Module:
         """Instantiate the encoder (loads weights when pretrained).
 

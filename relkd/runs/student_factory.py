@@ -77,6 +77,11 @@ def build_net(cfg: Any, spec: EncoderSpec, num_labels: int) -> CrossEncoder | Tw
 
     def encoder() -> Any:
         enc = spec.build(dropout=m.dropout, layers=m.encoder_layers)
+        if cfg.data.professional_terms:  # one row per mined term (relkd/terms/vocab.py)
+            from relkd.terms import extend_embeddings, terms_for_config
+
+            tok = spec.load_tokenizer()
+            extend_embeddings(enc, tok, terms_for_config(cfg, tok).terms)
         if m.freeze_embeddings:
             # the word-embedding table is most of a small student's weights (11.7M of MiniLM-L2's
             # 15.5M): frozen, a step is ~1.6x faster on a CPU and the table cannot overfit
