@@ -250,7 +250,9 @@ def _add_terms(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "experiment", nargs="?", default=None, help="default: experiments/quickstart.yaml"
     )
-    build.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. data.terms.min_count=5")
+    build.add_argument(
+        "overrides", nargs="*", help="dotlist overrides, e.g. data.terms.min_count=5"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,11 +124,11 @@ def test_metrics_slices_are_the_metrics_of_their_pairs() -> None:
 
 def test_compose_refuses_bad_berm_settings(tmp_path: Path) -> None:
     base = REPO / "experiments" / "berm" / "qiq_iqi_k1.yaml"
-    with pytest.raises(ConfigError, match="model.berm.metapaths"):
+    with pytest.raises(ConfigError, match=r"model\.berm\.metapaths"):
         compose(base, ["model.berm.metapaths=[qiq,qq]"])
-    with pytest.raises(ConfigError, match="model.berm.order"):
+    with pytest.raises(ConfigError, match=r"model\.berm\.order"):
         compose(base, ["model.berm.order=3"])
-    with pytest.raises(ConfigError, match="data.click_graph.eval_queries"):
+    with pytest.raises(ConfigError, match=r"data\.click_graph\.eval_queries"):
         compose(base, ["data.click_graph.eval_queries=future"])
 
 
