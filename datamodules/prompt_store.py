@@ -33,7 +33,7 @@ import numpy as np
 from datamodules.pair_arrays import PairArrays
 from datamodules.tokenizer_info import load_tokenizer
 from relkd import __version__
-from relkd.artifacts import FingerprintedArtifact, fingerprint
+from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
 from relkd.behavior import BehaviorNeighbors
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.manifest import sha256_file
@@ -188,9 +188,8 @@ class PromptStore(FingerprintedArtifact):
         tok = load_tokenizer(tokenizer)
         inputs = store_inputs(dataset, tok, spec)
         if store_dir is None:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset.manifest.name)
-            store_dir = (
-                Path(cache_dir) / f"{safe or 'dataset'}-{spec.mode}-{fingerprint(inputs)[:16]}"
+            store_dir = Path(cache_dir) / folder_name(
+                dataset.manifest.name, fingerprint(inputs), spec.mode
             )
         root = Path(store_dir)
         if not root.exists():

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 from datamodules.pair_arrays import PairArrays, pq_column_names
 from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd import __version__
-from relkd.artifacts import FingerprintedArtifact, input_differences
+from relkd.artifacts import FingerprintedArtifact, folder_name, input_differences
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.schema import ITEMS
 from relkd.errors import DataError
@@ -107,8 +107,7 @@ class StoreInputs:
 
     def key(self) -> str:
         """Folder name: ``<dataset name>-<fingerprint prefix>``."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.dataset_name)
-        return f"{safe or 'dataset'}-{self.fingerprint()[:16]}"
+        return folder_name(self.dataset_name, self.fingerprint())
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """Human-readable list of inputs where ``recorded`` (a manifest's) differs from self."""

@@ -3,7 +3,8 @@
 from relkd.artifacts.fingerprinted_artifact import (
     FingerprintedArtifact,
     fingerprint,
+    folder_name,
     input_differences,
 )
 
-__all__ = ["FingerprintedArtifact", "fingerprint", "input_differences"]
+__all__ = ["FingerprintedArtifact", "fingerprint", "folder_name", "input_differences"]

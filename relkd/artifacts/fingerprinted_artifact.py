@@ -32,6 +32,12 @@ def fingerprint(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
+def folder_name(dataset_name: str, digest: str, tag: str | None = None) -> str:
+    """``<dataset>-[<tag>-]<digest[:16]>``, the dataset name made safe for a path."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
+    return "-".join([safe or "dataset", *([tag] if tag else []), digest[:16]])
+
+
 def _short(value: Any) -> str:
     return str(value)[:12] if value else "missing"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from relkd.artifacts import FingerprintedArtifact, fingerprint
+from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
 from relkd.behavior.behavior_log import BehaviorLog
 from relkd.behavior.click_graph import METAPATHS, ClickGraph, Neighbors
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -64,8 +64,7 @@ class ClickGraphArtifact(FingerprintedArtifact):
     ) -> ClickGraphArtifact:
         """Open the artifact for these inputs, building it first if its folder is missing."""
         inputs = graph_inputs(dataset, min_clicks, eval_queries, top_k)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in inputs["dataset_name"])
-        root = Path(cache_dir) / f"{safe or 'dataset'}-{fingerprint(inputs)[:16]}"
+        root = Path(cache_dir) / folder_name(inputs["dataset_name"], fingerprint(inputs))
         if not root.exists():
             if not build:
                 raise DataError(f"{root}: click graph not built yet (run `relkd graph build`)")

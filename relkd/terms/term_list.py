@@ -22,7 +22,7 @@ from typing import Any
 
 from datamodules.pair_arrays import pq_column_names
 from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
-from relkd.artifacts import FingerprintedArtifact, fingerprint
+from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
 from relkd.artifacts.atomic_files import sha256_file
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import DataError, StaleArtifactError
@@ -76,8 +76,7 @@ class TermInputs:
         return out
 
     def key(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.dataset_name)
-        return f"{safe or 'dataset'}-{fingerprint(self.to_dict())[:16]}"
+        return folder_name(self.dataset_name, fingerprint(self.to_dict()))
 
 
 class TermList(FingerprintedArtifact):
