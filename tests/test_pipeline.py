@@ -194,3 +194,30 @@ def test_a_given_teacher_run_is_used_not_trained(tmp_path: Path, shared_data_roo
     assert result.run_dir == given and result.reused
     assert result.metrics["test"]["overall"]["ndcg@10"] == 0.5
     assert not (tmp_path / "pipe").exists()  # nothing trained
+
+
+def test_robustness_table_reports_clean_and_mean_drops() -> None:
+    from relkd.pipeline.comparison_table import robustness_table
+
+    def report(clean: float, typo: float) -> dict:
+        return {
+            "clean": {"overall": {"ndcg@10": clean}},
+            "typo": {"drop": {"ndcg@10": typo - clean}},
+        }
+
+    table = robustness_table({"a": [report(0.8, 0.7), report(0.6, 0.6)]}, ["typo", "synonym"])
+    row = next(line for line in table.splitlines() if line.startswith("| a"))
+    assert "0.7000 ± 0.1414" in row  # clean mean ± sample std
+    assert "-0.0500 ± 0.0707" in row  # the mean drop
+    assert row.rstrip(" |").endswith("-")  # no synonym report
+
+
+def test_a_bad_perturbation_kind_fails_before_training(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    path = tiny_pipeline(tmp_path, shared_data_root)
+    cfg = load_pipeline(path)
+    cfg.perturb = ["typo", "spelling"]
+    with pytest.raises(ConfigError, match="spelling"):
+        PipelineRunner(cfg, path, []).run()
+    assert not (tmp_path / "pipe").exists()

@@ -98,3 +98,26 @@ def bucket_table(rows: Mapping[str, Any], groups: Sequence[str] = GROUPS) -> str
 def has_slices(rows: Mapping[str, Any]) -> bool:
     """Whether any result carries click-graph slices."""
     return any("slices" in r for runs in rows.values() for r in _as_runs(runs))
+
+
+def robustness_table(rows: Mapping[str, Any], kinds: Sequence[str], key: str = NDCG_KEY) -> str:
+    """One row per model: ``key`` on the clean test queries, then its drop (perturbed − clean)
+    under each kind, from ``relkd eval --perturb`` reports (mean ± std over seeds)."""
+
+    def drops(reports: Sequence[Mapping[str, Any]], kind: str | None) -> str:
+        if kind is None:
+            return cell([r["clean"] for r in reports], None, key)
+        values = [
+            float(v) for r in reports if (v := r.get(kind, {}).get("drop", {}).get(key)) is not None
+        ]
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:+.4f}"
+        return f"{np.mean(values):+.4f} ± {np.std(values, ddof=1):.4f}"
+
+    header = ["model", "clean", *kinds]
+    body = [
+        [name, *(drops(_as_runs(runs), k) for k in (None, *kinds))] for name, runs in rows.items()
+    ]
+    return _markdown(header, body)

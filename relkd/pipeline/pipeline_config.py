@@ -59,6 +59,8 @@ class PipelineConfig:
     # each student runs once per seed (mean ± std in the table); the teacher is trained once, at
     # the experiments' own seed, so the seeds measure the students' variance, not the teacher's
     seeds: list[int] = field(default_factory=lambda: [0])
+    # perturbation kinds (relkd eval --perturb) every student is also evaluated on; [] = none
+    perturb: list[str] = field(default_factory=list)
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

@@ -22,7 +22,14 @@ from omegaconf import DictConfig
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
 from relkd.config import compose, to_container
 from relkd.errors import ConfigError
-from relkd.pipeline.comparison_table import SLICES, bucket_table, comparison_table, has_slices
+from relkd.metrics.relevance_metrics import NDCG_KEY
+from relkd.pipeline.comparison_table import (
+    SLICES,
+    bucket_table,
+    comparison_table,
+    has_slices,
+    robustness_table,
+)
 from relkd.pipeline.pipeline_config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -170,6 +177,20 @@ class PipelineRunner:
         print(f"[pipeline] student {step.name!r}: {run_dir}")
         return self._train(step.name, cfg, run_dir, "student")
 
+    def perturbed(self, run_dir: Path) -> dict[str, Any]:
+        """The run's ``relkd eval --perturb`` report for ``perturb``'s kinds (reused when an
+        earlier one covers the same kinds with the same checkpoint)."""
+        from relkd.evaluate import evaluate_run
+        from relkd.perturb import parse_kinds
+
+        kinds = list(parse_kinds(self.cfg.perturb, "perturb"))
+        for found in sorted((run_dir / "eval").glob("*-test-perturb/metrics.json")):
+            report = json.loads(found.read_text())
+            if report.get("perturbation", {}).get("kinds") == kinds:
+                return report
+        print(f"[pipeline] perturbed test queries: {run_dir}")
+        return evaluate_run(run_dir, perturb=kinds)
+
     def bm25(self, any_cfg_run: Path) -> dict[str, Any]:
         from relkd.baselines.bm25_baseline import run_bm25_baseline
         from relkd.runs.dataset_resolver import resolve_dataset
@@ -184,6 +205,10 @@ class PipelineRunner:
 
     def run(self) -> str:
         t0 = time.perf_counter()
+        if self.cfg.perturb:  # a bad kind fails now, not after the students have trained
+            from relkd.perturb import parse_kinds
+
+            parse_kinds(self.cfg.perturb, f"{self.source}: perturb")
         teacher = self.teacher()
         needs_cache = any(s.distil for s in self.cfg.students)
         cache, ann_s, ann_n = (None, 0.0, 0)
@@ -237,6 +262,15 @@ class PipelineRunner:
         if has_slices(rows):
             sliced = bucket_table(rows, ("overall", *SLICES))
             text += f"\nClicked (query and item both clicked) and cold pairs:\n\n{sliced}\n"
+        robust: dict[str, list[dict[str, Any]]] = {}
+        if self.cfg.perturb:
+            for step, _, result in students:
+                robust.setdefault(step.name, []).append(self.perturbed(result.run_dir))
+            kinds = list(self.cfg.perturb)
+            for title, key in (("NDCG@10", NDCG_KEY), ("class-acc", "class_accuracy")):
+                table_ = robustness_table(robust, kinds, key)
+                text += f"\nPerturbed test queries, {title}: clean, and the drop per kind:\n\n"
+                text += f"{table_}\n"
         atomic_write_bytes(self.root / "comparison.md", text.encode())
         atomic_write_json(
             self.root / "comparison.json",
@@ -244,6 +278,7 @@ class PipelineRunner:
                 "split": split,
                 "seeds": seeds,
                 "rows": rows,
+                "robustness": robust,
                 "steps": steps,
                 "seconds": round(total, 1),
             },
