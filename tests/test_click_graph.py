@@ -191,3 +191,21 @@ def test_metapaths_on_a_dataset_without_logs_is_a_config_error(tmp_path: Path) -
         GraphFeatures.open(spec, ds, _Store(), build=True)
     # slices alone quietly need nothing
     assert GraphFeatures.open(ClickGraphSpec(), ds, _Store(), build=True) is None
+
+
+def test_graph_build_command_builds_then_reuses(
+    tmp_path: Path, shared_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relkd.cli import main
+    from tests.conftest import QUICKSTART, tiny_overrides
+
+    overrides = tiny_overrides(tmp_path / "runs", shared_data_root)
+    assert main(["graph", "build", str(QUICKSTART), *overrides]) == 0
+    first = capsys.readouterr().out
+    assert "edges" in first and "qiq order 1" in first
+    root = Path(first.split("click graph: ")[1].split(" (")[0])
+    stamp = (root / "manifest.json").stat().st_mtime_ns
+    assert main(["graph", "build", str(QUICKSTART), *overrides]) == 0
+    assert (root / "manifest.json").stat().st_mtime_ns == stamp
+    assert main(["graph", "build", str(QUICKSTART), *overrides, "data.click_graph.top_k=0"]) == 2
+    assert "data.click_graph.top_k" in capsys.readouterr().err
