@@ -259,8 +259,9 @@ class PipelineRunner:
         )
         long = bucket_table(rows)
         text = f"{note}\n\n{table}\n\nBy popularity bucket:\n\n{long}\n"
-        if has_slices(rows):
-            sliced = bucket_table(rows, ("overall", *SLICES))
+        if has_slices(rows):  # the rows that have slices (BM25 and a teacher have none)
+            with_slices = {n: r for n, r in rows.items() if has_slices({n: r})}
+            sliced = bucket_table(with_slices, ("overall", *SLICES))
             text += f"\nClicked (query and item both clicked) and cold pairs:\n\n{sliced}\n"
         robust: dict[str, list[dict[str, Any]]] = {}
         if self.cfg.perturb:
