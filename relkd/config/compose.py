@@ -270,7 +270,8 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
     _check(not unknown, layers, "model.berm.metapaths", f"unknown {unknown}; known {METAPATHS}")
     _check(len(set(paths)) == len(paths), layers, "model.berm.metapaths", "repeats a metapath")
     _check(m.berm.order in (1, 2), layers, "model.berm.order", "must be 1 or 2")
-    adv = sorted(set(effective_weights(cfg.loss)) & set(ADVERSARIAL_TERMS))
+    active = set(effective_weights(cfg.loss))
+    adv = sorted(active & ADVERSARIAL_TERMS)
     _check(
         not adv or m.student == "cross_encoder",
         layers,
@@ -278,7 +279,7 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
         f"{adv} perturb a cross-encoder's word embeddings; model.student is {m.student}",
     )
     _check(
-        not adv or bool(set(effective_weights(cfg.loss)) - set(ADVERSARIAL_TERMS)),
+        not adv or bool(active - ADVERSARIAL_TERMS),
         layers,
         "loss.weights",
         f"{adv} perturb along the gradient of the other terms, and none has a weight > 0",

@@ -63,10 +63,6 @@ class Berm(nn.Module):
     def hidden_size(self) -> int:
         return self.cross.hidden_size
 
-    @property
-    def head(self) -> nn.Linear:
-        return self.cross.head
-
     def _mean_embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(..., T) ids and mask -> (..., H) node vectors (zeros where the mask is empty)."""
         emb = self.cross.encoder.get_input_embeddings()(ids)
