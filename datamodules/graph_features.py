@@ -50,7 +50,7 @@ class ClickGraphSpec:
         return [(m, o) for m in self.metapaths for o in range(1, self.order + 1)]
 
 
-def _texts(tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray, width: int) -> tuple:
+def first_tokens(tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray, width: int) -> tuple:
     """First ``width`` tokens of each row in ``rows`` (-1 = none): (ids, mask), [N, width]."""
     valid = rows >= 0
     safe = np.where(valid, rows, 0)
@@ -110,7 +110,7 @@ class GraphFeatures:
             side = "query" if kind == "qiq" else "item"
             rows = np.asarray(nb.index[owner], np.int64)  # [B, k]
             b, k = rows.shape
-            ids, mask = _texts(
+            ids, mask = first_tokens(
                 s.view(f"{side}_tokens"), s.view(f"{side}_offsets"), rows.reshape(-1), width
             )
             out[f"{kind}{order}_ids"] = torch.from_numpy(ids.reshape(b, k, width))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from datamodules.graph_features import GraphFeatures
+from datamodules.sequence_features import SequenceFeatures
 from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import TokenizedStore
 from relkd.errors import ConfigError
@@ -113,6 +114,8 @@ class PairCollator:
         term_ids: token ids of the professional terms; cross batches then carry
             ``term_type_ids`` (1 on those tokens).
         graph: click-graph features added to every batch.
+        sequences: user-history fields added to every batch; a batch given as
+            ``{"rows", "events"}`` (EventPairDataset) takes each row's history at its event.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class PairCollator:
         prune_padding: bool = True,
         term_ids: np.ndarray | None = None,
         graph: GraphFeatures | None = None,
+        sequences: SequenceFeatures | None = None,
     ) -> None:
         if encoding not in ("cross", "bi"):
             raise ValueError(f"encoding must be 'cross' or 'bi', got {encoding!r}")
@@ -178,11 +182,16 @@ class PairCollator:
             self._is_term = np.zeros(size, dtype=bool)
             self._is_term[self.term_ids] = True
         self.graph = graph
+        self.sequences = sequences
 
     # -- entry point ---------------------------------------------------------------------
 
     def __call__(self, batch: Any) -> dict[str, Any]:
-        rows = self._as_rows(batch)
+        events = None
+        if isinstance(batch, dict):
+            rows, events = self._as_rows(batch["rows"]), self._as_rows(batch["events"])
+        else:
+            rows = self._as_rows(batch)
         s = self.store
         q_row = np.asarray(s.view("query_row")[rows], dtype=np.int64)
         i_row = np.asarray(s.view("item_row")[rows], dtype=np.int64)
@@ -206,6 +215,10 @@ class PairCollator:
             out.update(self._teacher(rows))
         if self.graph is not None:
             out.update(self.graph(q_row, i_row))
+        if self.sequences is not None:
+            out.update(self.sequences(q_row, i_row, rows, events))
+        elif events is not None:
+            raise ValueError("a batch of log events needs the sequence features")
         return out
 
     @staticmethod

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.graph_features import ClickGraphSpec, GraphFeatures
 from datamodules.pair_collator import Encoding, PairCollator, Truncation, slot_widths
-from datamodules.pair_dataset import PairDataset
+from datamodules.pair_dataset import EventPairDataset, PairDataset
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptSpec, PromptStore
 from datamodules.samplers import (
@@ -29,6 +29,7 @@ from datamodules.samplers import (
     SequentialBatchSampler,
     ShardedBatchSampler,
 )
+from datamodules.sequence_features import SequenceFeatures, SequenceSpec
 from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import DEFAULT_CACHE_DIR, DEFAULT_ITEM_FIELDS, TokenizedStore
 from datamodules.tokenizer_info import load_tokenizer
@@ -149,6 +150,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         terms_min_count: int = 3,
         terms_max_terms: int = 2000,
         click_graph: ClickGraphSpec | None = None,
+        sequences: SequenceSpec | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -211,6 +213,9 @@ class QueryItemDataModule(pl.LightningDataModule):
         self.terms_min_count = int(terms_min_count)
         self.terms_max_terms = int(terms_max_terms)
         self.click_graph = click_graph
+        if sequences is not None and encoding == "prompt":
+            raise ConfigError("user sequences feed a student; encoding is prompt")
+        self.sequences = sequences
         self.num_workers = int(num_workers)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -256,6 +261,7 @@ class QueryItemDataModule(pl.LightningDataModule):
                 "terms_min_count": self.terms_min_count,
                 "terms_max_terms": self.terms_max_terms,
                 "click_graph": None if click_graph is None else click_graph.to_dict(),
+                "sequences": None if sequences is None else sequences.to_dict(),
                 "num_workers": self.num_workers,
                 "seed": self.seed,
                 "test_splits": list(self.test_splits),
@@ -271,6 +277,8 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._eval_collator: PromptCollator | None = None
         self._lengths: np.ndarray | None = None
         self._graph: GraphFeatures | None = None
+        self._sequences: SequenceFeatures | None = None
+        self._events: tuple[np.ndarray, np.ndarray] | None = None  # train_on events: rows, events
         self._terms: Any = None  # relkd.terms.TermList with professional_terms
         self._term_ids: np.ndarray | None = None
 
@@ -283,6 +291,7 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._open_store(build=True)
         self._open_teacher(verify_hash=True)
         self._open_graph(build=True)
+        self._open_sequences(build=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Verify the dataset, open and verify the store (and teacher cache). Outside DDP a
@@ -293,6 +302,17 @@ class QueryItemDataModule(pl.LightningDataModule):
         # under DDP rank 0's prepare_data hashed the cache; the other ranks check sizes only
         self._open_teacher(verify_hash=not distributed)
         self._open_graph(build=not distributed)
+        self._open_sequences(build=not distributed)
+
+    def _open_sequences(self, build: bool) -> None:
+        """Each row's user history (model.student seminar), when asked for."""
+        if self.sequences is None or self._sequences is not None:
+            return
+        self._sequences = SequenceFeatures.open(
+            self.sequences, self._dataset, self.store, build=build, seed=self.seed
+        )
+        if self.sequences.train_on == "events":
+            self._events = self._sequences.train_events(np.asarray(self.store.array("split")))
 
     def _open_graph(self, build: bool) -> None:
         """The click graph's features (metapath neighbours, eval slices), when asked for and the
@@ -463,6 +483,7 @@ class QueryItemDataModule(pl.LightningDataModule):
                 prune_padding=self.prune_padding,
                 term_ids=self.term_ids if self.encoding == "cross" else None,
                 graph=self._graph,
+                sequences=self._sequences,
             )
         return self._collator
 
@@ -510,6 +531,8 @@ class QueryItemDataModule(pl.LightningDataModule):
         teacher covers, with ``include_unlabeled``; only the ``pool_ratio`` subset of them)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "train" and self._events is not None:
+            return self._events[0]  # one row per log event (pairs repeat)
         s = self.store
         keep = np.asarray(s.array("label")) >= 0
         if split == "train" and self._pool is not None:
@@ -572,8 +595,13 @@ class QueryItemDataModule(pl.LightningDataModule):
         )
 
     def loader(self, split: str, sampler: ShardedBatchSampler) -> DataLoader:
+        dataset = (
+            EventPairDataset(*self._events)
+            if split == "train" and self._events is not None
+            else PairDataset(self.rows(split))
+        )
         return DataLoader(
-            PairDataset(self.rows(split)),
+            dataset,
             sampler=sampler,
             batch_size=None,
             collate_fn=self.collator if split == "train" else self.eval_collator,

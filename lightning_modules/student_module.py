@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from lightning_modules.adversarial_pass import AdversarialPass, supports_embeddings
@@ -103,6 +104,27 @@ class StudentModule(RelevanceModule):
         for name, weight in result.weights.items():
             self.log(f"train/weight/{name}", weight, batch_size=int(batch["labels"].shape[0]))
         return self.log_loss(result, batch)
+
+    def on_fit_start(self) -> None:
+        """Let a net that needs statistics of its inputs compute them before training (the
+        seminar student's PQ codebooks, on its starting embeddings); rank 0's result is shared."""
+        prepare = getattr(self.net, "prepare_fit", None)
+        if prepare is None:
+            return
+        loader = self.trainer.datamodule.train_dataloader()
+        device = self.device
+
+        def batches() -> Any:
+            for batch in loader:
+                yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+        training = self.net.training
+        self.net.eval()
+        prepare(batches())
+        self.net.train(training)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for buffer in self.net.buffers():
+                dist.broadcast(buffer, src=0)
 
     def on_train_start(self) -> None:
         # once per fit: Lightning's estimate walks the train loader's length

@@ -110,7 +110,7 @@ def _evaluate(
         from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
         spec = encoder_spec(cfg, source_dir)
-        module = build_student(cfg, spec, dataset.scheme, splits)
+        module = build_student(cfg, spec, dataset.scheme, splits, source_dir)
         dm = build_datamodule(data_cfg, data_dir, spec)
         name = student_name(cfg.model)
     else:

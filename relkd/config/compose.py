@@ -23,6 +23,9 @@ from relkd.config.experiment_config import (
     LAYOUTS,
     METAPATHS,
     PRECISIONS,
+    SEMINAR_ATTENTION,
+    SEMINAR_TEXT,
+    SEQUENCE_EXAMPLES,
     SIMILARITIES,
     STRATEGIES,
     STUDENTS,
@@ -220,6 +223,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(cfg.loss.listwise_temperature > 0, layers, "loss.listwise_temperature", "must be > 0")
     _validate_schedules(cfg, layers)
     _validate_graph_and_robust(cfg, layers)
+    _validate_seminar(cfg, layers)
     _check(cfg.optim.lr > 0, layers, "optim.lr", "must be > 0")
     _check(
         cfg.optim.scheduler in ("linear", "constant"),
@@ -287,6 +291,69 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
     a = cfg.loss.adversarial
     _check(a.norm > 0, layers, "loss.adversarial.norm", "must be > 0")
     _check(a.temperature > 0, layers, "loss.adversarial.temperature", "must be > 0")
+
+
+def _validate_seminar(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """The behaviour-sequence student: its history fields, PQ attention and pretraining terms."""
+    from relkd.losses.registry import SEQUENCE_TERMS, effective_weights
+
+    q, s, m = cfg.data.sequences, cfg.model.seminar, cfg.model
+    for key in ("max_length", "query_tokens", "item_tokens"):
+        _check(q[key] >= 1, layers, f"data.sequences.{key}", "must be >= 1")
+    _check(q.negatives >= 0, layers, "data.sequences.negatives", "must be >= 0")
+    _check(
+        q.train_on in SEQUENCE_EXAMPLES,
+        layers,
+        "data.sequences.train_on",
+        f"{q.train_on!r} not in {SEQUENCE_EXAMPLES}",
+    )
+    seminar = m.student == "seminar"
+    _check(
+        q.train_on == "pairs" or seminar,
+        layers,
+        "data.sequences.train_on",
+        f"events feeds the seminar student's pretraining; model.student is {m.student}",
+    )
+    _check(s.hidden >= 1, layers, "model.seminar.hidden", "must be >= 1")
+    _check(s.heads >= 1, layers, "model.seminar.heads", "must be >= 1")
+    _check(
+        s.hidden % s.heads == 0,
+        layers,
+        "model.seminar.heads",
+        f"must divide model.seminar.hidden ({s.hidden})",
+    )
+    _check(s.top_k >= 1, layers, "model.seminar.top_k", "must be >= 1")
+    _check(
+        s.attention in SEMINAR_ATTENTION,
+        layers,
+        "model.seminar.attention",
+        f"{s.attention!r} not in {SEMINAR_ATTENTION}",
+    )
+    _check(s.pq_subquantizers >= 1, layers, "model.seminar.pq_subquantizers", "must be >= 1")
+    _check(
+        s.hidden % s.pq_subquantizers == 0,
+        layers,
+        "model.seminar.pq_subquantizers",
+        f"must divide model.seminar.hidden ({s.hidden})",
+    )
+    _check(1 <= s.pq_bits <= 16, layers, "model.seminar.pq_bits", "must be in [1, 16]")
+    _check(
+        s.text in SEMINAR_TEXT, layers, "model.seminar.text", f"{s.text!r} not in {SEMINAR_TEXT}"
+    )
+    _check(
+        s.init_from is None or seminar,
+        layers,
+        "model.seminar.init_from",
+        f"restores a seminar net; model.student is {m.student}",
+    )
+    seq_terms = sorted(set(effective_weights(cfg.loss)) & SEQUENCE_TERMS)
+    _check(
+        not seq_terms or seminar,
+        layers,
+        "loss.weights",
+        f"{seq_terms} read a behaviour-sequence student's outputs; model.student is {m.student}",
+    )
+    _check(cfg.loss.sequence.temperature > 0, layers, "loss.sequence.temperature", "must be > 0")
 
 
 def _validate_schedules(cfg: DictConfig, layers: Sequence[Layer]) -> None:

@@ -27,11 +27,20 @@ TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
 AGGREGATIONS = ("verdict", "mean", "fitted")
 # student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
-STUDENTS: dict[str, str] = {"cross_encoder": "cross", "two_tower": "bi", "berm": "cross"}
+# (seminar reads its own sequence fields; its query and item are batched apart, like the two-tower)
+STUDENTS: dict[str, str] = {
+    "cross_encoder": "cross",
+    "two_tower": "bi",
+    "berm": "cross",
+    "seminar": "bi",
+}
 SIMILARITIES = ("cosine", "dot")
 LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
 METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads
 EVAL_QUERY_POLICIES = ("logs", "hidden")  # val/test queries' own behaviour: kept or dropped
+SEQUENCE_EXAMPLES = ("pairs", "events")  # seminar training rows: the split's pairs, or log events
+SEMINAR_ATTENTION = ("exact", "pq")  # GSU scores: exact inner products or PQ lookups
+SEMINAR_TEXT = ("encoder", "learned")  # token table: the encoder's (frozen, projected) or learned
 
 
 @dataclass
@@ -65,6 +74,17 @@ class ClickGraphSettings:
 
 
 @dataclass
+class SequenceSettings:
+    """Each pair's user history from the behaviour table (model.student seminar)."""
+
+    max_length: int = 64  # most recent clicked query-item pairs kept, all before the context time
+    query_tokens: int = 8  # tokens of each history (and target) query
+    item_tokens: int = 16  # tokens of each history (and target) item text
+    negatives: int = 8  # random catalogue items per row (next_pair's sampled negatives)
+    train_on: str = "pairs"  # pairs (the train split's pairs) | events (its log impressions)
+
+
+@dataclass
 class DataConfig:
     kind: str = "synthetic"  # synthetic | path
     path: str | None = None  # dataset folder when kind == path
@@ -92,6 +112,7 @@ class DataConfig:
     professional_terms: bool = False  # mined catalogue terms added whole; term_type_ids
     terms: TermSettings = field(default_factory=TermSettings)
     click_graph: ClickGraphSettings = field(default_factory=ClickGraphSettings)
+    sequences: SequenceSettings = field(default_factory=SequenceSettings)
 
 
 @dataclass
@@ -114,6 +135,20 @@ class BermSettings:
 
 
 @dataclass
+class SeminarSettings:
+    """The behaviour-sequence student (model.student: seminar)."""
+
+    hidden: int = 64
+    heads: int = 4  # ESU multi-head target attention
+    top_k: int = 16  # GSU: history events kept by target attention
+    attention: str = "exact"  # exact | pq (GSU scores from product-quantised history views)
+    pq_subquantizers: int = 16  # per view
+    pq_bits: int = 8  # 2^bits centroids per sub-quantiser
+    text: str = "encoder"  # encoder (its word embeddings, frozen, projected) | learned
+    init_from: str | None = None  # a pretraining run folder or .ckpt: restore its net
+
+
+@dataclass
 class ModelConfig:
     student: str = "cross_encoder"
     encoder: str = "tiny-bert"  # preset (minilm, tiny-bert) or any Hugging Face id / path
@@ -128,6 +163,7 @@ class ModelConfig:
     freeze_embeddings: bool = False  # keep the pretrained word-embedding table fixed
     two_tower: TwoTowerSettings = field(default_factory=TwoTowerSettings)
     berm: BermSettings = field(default_factory=BermSettings)
+    seminar: SeminarSettings = field(default_factory=SeminarSettings)
 
 
 @dataclass
@@ -149,6 +185,13 @@ class AdversarialSettings:
 
 
 @dataclass
+class SequenceLossSettings:
+    """SEMINAR's pretraining terms (next_pair, seq_relevance, view_align)."""
+
+    temperature: float = 0.05  # their InfoNCE / CLIP temperature
+
+
+@dataclass
 class LossConfig:
     """Weights per loss term (0 disables a term); Optuna searches these later."""
 
@@ -167,6 +210,7 @@ class LossConfig:
     # multiplier of loss.temperature over training (soft_kl only); None: constant
     temperature_schedule: ScheduleConfig | None = None
     adversarial: AdversarialSettings = field(default_factory=AdversarialSettings)
+    sequence: SequenceLossSettings = field(default_factory=SequenceLossSettings)
 
 
 @dataclass

@@ -21,10 +21,13 @@ from relkd.losses.hard_label_ce import HardLabelCE
 from relkd.losses.hidden_mse import HiddenMSE
 from relkd.losses.listwise_kl import ListwiseKL
 from relkd.losses.margin_mse import MarginMSE
+from relkd.losses.next_pair import NextPair
 from relkd.losses.score_bce import ScoreBCE
 from relkd.losses.score_mse import ScoreMSE
+from relkd.losses.seq_relevance import SeqRelevance
 from relkd.losses.soft_kl import SoftKL
 from relkd.losses.soft_target_ce import SoftTargetCE, target_map_from_config
+from relkd.losses.view_align import ViewAlign
 from relkd.losses.weight_schedule import WeightSchedule
 from relkd.losses.weighted_loss import WeightedLoss
 
@@ -87,6 +90,11 @@ LOSS_TERMS: dict[str, Callable[[Any, LabelScheme, LossDims], nn.Module]] = {
     "adv_ce": lambda cfg, scheme, dims: AdvCE(label_smoothing=cfg.label_smoothing),
     "adv_kl": lambda cfg, scheme, dims: AdvKL(),
     "adv_contrastive": lambda cfg, scheme, dims: AdvContrastive(cfg.adversarial.temperature),
+    # SEMINAR pretraining objectives on a behaviour-sequence student's outputs (seq_user,
+    # seq_pair, seq_neg_pair, seq_query, seq_item, seq_views)
+    "next_pair": lambda cfg, scheme, dims: NextPair(cfg.sequence.temperature),
+    "seq_relevance": lambda cfg, scheme, dims: SeqRelevance(cfg.sequence.temperature),
+    "view_align": lambda cfg, scheme, dims: ViewAlign(cfg.sequence.temperature),
 }
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
 TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
@@ -103,6 +111,10 @@ LABEL_TERMS: frozenset[str] = frozenset({"hard_ce", "soft_target_ce", "graded_bc
 # contrastive adversarial training: terms on a second forward pass over word embeddings
 # perturbed along the clean loss's gradient (the student module runs that pass when any is on)
 ADVERSARIAL_TERMS: frozenset[str] = frozenset({"adv_ce", "adv_kl", "adv_contrastive"})
+# terms on a behaviour-sequence student's outputs (model.student seminar): neither label nor
+# score-distillation terms, so loss.kd_ratio leaves their weight alone; seq_relevance reads the
+# teacher cache only where present, so none is a DISTILLATION_TERM
+SEQUENCE_TERMS: frozenset[str] = frozenset({"next_pair", "seq_relevance", "view_align"})
 # score-distillation terms: the kd_ratio side
 SCORE_KD_TERMS: frozenset[str] = DISTILLATION_TERMS - AUXILIARY_TERMS
 

@@ -52,7 +52,7 @@ def _student(
         info["teacher_cache"] = cache_identity(cfg.data.teacher_cache)
     return RunSetup(
         datamodule=build_datamodule(cfg, data_dir, spec),
-        module=build_student(cfg, spec, dataset.scheme, eval_splits),
+        module=build_student(cfg, spec, dataset.scheme, eval_splits, data_dir),
         info=info,
         name=student_name(cfg.model),
     )
@@ -60,7 +60,9 @@ def _student(
 
 def student_name(model_cfg: Any) -> str:
     """How a student shows in printed tables: kind, encoder and depth if cut."""
-    kind = {"two_tower": "two-tower", "berm": "BERM"}.get(model_cfg.student, "cross-encoder")
+    kind = {"two_tower": "two-tower", "berm": "BERM", "seminar": "SEMINAR"}.get(
+        model_cfg.student, "cross-encoder"
+    )
     depth = f" L{model_cfg.encoder_layers}" if model_cfg.encoder_layers else ""
     return f"{kind} {model_cfg.encoder}{depth}"
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from datamodules import QueryItemDataModule
 from datamodules.graph_features import ClickGraphSpec
+from datamodules.sequence_features import SequenceSpec
 from lightning_modules.student_module import StudentModule
 from relkd.config.experiment_config import STUDENTS
 from relkd.errors import ConfigError
@@ -38,6 +41,23 @@ def click_graph_spec(cfg: Any) -> ClickGraphSpec:
     )
 
 
+def sequence_spec(cfg: Any) -> SequenceSpec | None:
+    """Each row's user history, for the seminar student (None for the others)."""
+    if cfg.model.student != "seminar":
+        return None
+    from relkd.runs.seminar_setup import sequences_cache_dir
+
+    q = cfg.data.sequences
+    return SequenceSpec(
+        cache_dir=sequences_cache_dir(cfg),
+        max_length=q.max_length,
+        query_tokens=q.query_tokens,
+        item_tokens=q.item_tokens,
+        negatives=q.negatives,
+        train_on=q.train_on,
+    )
+
+
 def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
     d = cfg.data
     return QueryItemDataModule(
@@ -64,16 +84,26 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
         terms_min_count=d.terms.min_count,
         terms_max_terms=d.terms.max_terms,
         click_graph=click_graph_spec(cfg),
+        sequences=sequence_spec(cfg),
         num_workers=d.num_workers,
         seed=cfg.seed,
     )
 
 
-def build_net(cfg: Any, spec: EncoderSpec, num_labels: int) -> CrossEncoder | TwoTower:
-    """The student architecture ``model.student`` names, on the resolved encoder."""
+def build_net(
+    cfg: Any, spec: EncoderSpec, num_labels: int, data_dir: Path | None = None
+) -> nn.Module:
+    """The student architecture ``model.student`` names, on the resolved encoder (seminar also
+    on ``data_dir``'s catalogue)."""
     m = cfg.model
     if m.student not in STUDENTS:
         raise ConfigError(f"model.student: {m.student!r} not in {sorted(STUDENTS)}")
+    if m.student == "seminar":
+        if data_dir is None:
+            raise ValueError("model.student seminar is built on a dataset: pass data_dir")
+        from relkd.runs.seminar_setup import build_seminar
+
+        return build_seminar(cfg, spec, data_dir)
 
     def encoder() -> Any:
         enc = spec.build(dropout=m.dropout, layers=m.encoder_layers)
@@ -125,14 +155,20 @@ def teacher_hidden_dim(cfg: Any) -> int | None:
 
 
 def build_student(
-    cfg: Any, spec: EncoderSpec, scheme: Any, eval_splits: tuple[str, ...]
+    cfg: Any,
+    spec: EncoderSpec,
+    scheme: Any,
+    eval_splits: tuple[str, ...],
+    data_dir: Path | None = None,
 ) -> StudentModule:
-    net = build_net(cfg, spec, scheme.num_labels)
+    net = build_net(cfg, spec, scheme.num_labels, data_dir)
     hidden = net.hidden_size
     loss = build_loss(
         cfg.loss,
         scheme,
-        feature_dim=4 * hidden if isinstance(net, TwoTower) else hidden,
+        feature_dim=getattr(
+            net, "feature_dim", 4 * hidden if isinstance(net, TwoTower) else hidden
+        ),
         pooled_dim=hidden,
         teacher_hidden_dim=teacher_hidden_dim(cfg),
     )

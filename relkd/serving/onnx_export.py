@@ -412,6 +412,11 @@ def _unsupported(cfg: Any) -> str | None:
             "model.student berm reads click-graph neighbours at serving time; export serves "
             "cross_encoder and two_tower students (distil BERM into one of them to serve it)"
         )
+    if cfg.model.student == "seminar":
+        return (
+            "model.student seminar reads each user's history at serving time; export serves "
+            "cross_encoder and two_tower students"
+        )
     if cfg.data.layout != "packed" or cfg.data.professional_terms:
         return (
             "data.layout slots and data.professional_terms change the serving-time "

@@ -117,7 +117,7 @@ def student_from_config(
     dataset = CanonicalDataset(data_dir)
     tables_read = dataset.verify()  # refuse a table edited since its manifest was written
     spec = encoder_spec(cfg, data_dir)
-    net = build_net(cfg, spec, dataset.scheme.num_labels)
+    net = build_net(cfg, spec, dataset.scheme.num_labels, data_dir)
     if state is not None:
         try:
             net.load_state_dict(state, strict=True)

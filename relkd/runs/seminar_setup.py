@@ -1,0 +1,107 @@
+"""Build the SEMINAR student from a config: its catalogue tables, its token table, and the
+pretrained weights ``model.seminar.init_from`` names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from relkd.behavior.sequence_artifact import SequenceArtifact
+from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.errors import ConfigError
+from relkd.nets.encoder_presets import EncoderSpec
+from relkd.nets.seminar import Seminar
+
+
+def sequences_cache_dir(cfg: Any) -> str:
+    """Where user-sequence artifacts live: beside the tokenized stores."""
+    return str(Path(cfg.data.cache_dir).parent / "sequences")
+
+
+def build_seminar(cfg: Any, spec: EncoderSpec, data_dir: Path) -> Seminar:
+    """The net on ``data_dir``'s catalogue; with ``init_from`` its pretrained weights loaded."""
+    s = cfg.model.seminar
+    dataset = CanonicalDataset(data_dir)
+    artifact = SequenceArtifact.open_or_build(dataset, sequences_cache_dir(cfg))
+    tokenizer = spec.load_tokenizer()
+    word_embeddings = None
+    if s.text == "encoder":
+        encoder = spec.build(dropout=0.0, layers=cfg.model.encoder_layers)
+        word_embeddings = encoder.get_input_embeddings().weight.detach().clone()
+        del encoder
+    items_sha = dataset.verify()["items"]
+    catalogue = json.dumps(
+        {"items": items_sha, "tokenizer": spec.tokenizer, "vocab": len(tokenizer)}, sort_keys=True
+    )
+    net = Seminar(
+        vocab_size=len(tokenizer),
+        num_items=int(dataset.table("items", ["item_id"]).num_rows),
+        attr_sizes=artifact.manifest["attr_sizes"],
+        num_labels=dataset.scheme.num_labels,
+        gains=dataset.scheme.gains,
+        hidden=s.hidden,
+        heads=s.heads,
+        top_k=s.top_k,
+        attention=s.attention,
+        pq_subquantizers=s.pq_subquantizers,
+        pq_bits=s.pq_bits,
+        word_embeddings=word_embeddings,
+        dropout=cfg.model.dropout,
+        catalogue=catalogue,
+    )
+    if s.init_from:
+        load_pretrained(net, Path(s.init_from))
+    return net
+
+
+def pretrained_checkpoint(path: Path) -> Path:
+    """A run folder's best checkpoint (else last), or ``path`` itself when it is a file."""
+    if path.is_file():
+        return path
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = path / "checkpoints" / name
+        if ckpt.is_file():
+            return ckpt
+    raise ConfigError(f"model.seminar.init_from: {path} is neither a checkpoint nor a run folder")
+
+
+def load_pretrained(net: Seminar, path: Path) -> list[str]:
+    """Load a seminar checkpoint's net weights into ``net``; returns the keys left at their
+    initial values (PQ codebooks, which a pretraining run with exact attention lacks).
+
+    Refused with a one-line ConfigError: a checkpoint without seminar weights, one built on
+    another catalogue or vocabulary (its id and token rows would index other things), or one of
+    another shape (hidden width, heads)."""
+    ckpt_path = pretrained_checkpoint(path)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{ckpt_path}: cannot read checkpoint ({type(exc).__name__})") from None
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict)")
+    weights = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    if "catalogue_digest" not in weights:
+        raise ConfigError(
+            f"{ckpt_path}: field state_dict has no seminar net (net.catalogue_digest)"
+        )
+    if not torch.equal(weights["catalogue_digest"], net.catalogue_digest):
+        raise ConfigError(
+            f"{ckpt_path}: field net.catalogue_digest differs: pretrained on another catalogue "
+            "or tokenizer than this run's"
+        )
+    own = net.state_dict()
+    shapes = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    if shapes:
+        raise ConfigError(
+            f"{ckpt_path}: field net.{shapes[0]} has shape {tuple(weights[shapes[0]].shape)}, "
+            f"this net {tuple(own[shapes[0]].shape)} (model.seminar differs from pretraining)"
+        )
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    stray = [k for k in list(missing) + list(unexpected) if not k.startswith("pq.")]
+    if stray:
+        raise ConfigError(f"{ckpt_path}: field net.{stray[0]} does not fit this seminar net")
+    return list(missing)
