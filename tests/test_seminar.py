@@ -250,13 +250,13 @@ def test_pq_selection_with_exact_codebooks_equals_exact_selection() -> None:
 
 def test_compose_refuses_bad_seminar_settings(tmp_path: Path) -> None:
     quick = REPO / "experiments" / "quickstart.yaml"
-    with pytest.raises(ConfigError, match="loss.weights"):
+    with pytest.raises(ConfigError, match=r"loss\.weights"):
         compose(quick, ["loss.weights.next_pair=1"])
-    with pytest.raises(ConfigError, match="data.sequences.train_on"):
+    with pytest.raises(ConfigError, match=r"data\.sequences\.train_on"):
         compose(quick, ["data.sequences.train_on=events"])
-    with pytest.raises(ConfigError, match="model.seminar.heads"):
+    with pytest.raises(ConfigError, match=r"model\.seminar\.heads"):
         compose(SEMINAR / "finetune_scratch.yaml", ["model.seminar.heads=3"])
-    with pytest.raises(ConfigError, match="model.seminar.pq_subquantizers"):
+    with pytest.raises(ConfigError, match=r"model\.seminar\.pq_subquantizers"):
         compose(SEMINAR / "finetune_scratch.yaml", ["model.seminar.pq_subquantizers=5"])
 
 
