@@ -14,9 +14,15 @@ measure) and the per-request time (median of --repeats) of exact scoring (a batc
 the float history) and of PQ scoring (build the V lookup tables, then gather and sum over the
 codes), their ratio, and the table-building share of the PQ time. Then, unless --sweep-bits is
 given empty, recall at each of --sweep-bits codebook sizes for L = --sweep-length. Nothing is
-asserted: timings belong to benchmarks, never to tests. Usage:
+asserted: timings belong to benchmarks, never to tests.
+
+``--run DIR`` (a SEMINAR run, e.g. a pretraining run) replaces the mixture by the run's own
+learned GSU views (V = 4: query, item id, item text, item attributes; its view weights): the
+targets are --batch random test pairs, each history --lengths events drawn from the log's clicks
+(lifelong histories longer than any synthetic user's). Usage:
 
     python benchmarks/bench_pq_attention.py [--lengths 256 1024 4096] [--k 32] [--threads 1]
+    python benchmarks/bench_pq_attention.py --run runs/seminar_pretrain/version_0
 """
 
 from __future__ import annotations
@@ -49,6 +55,50 @@ def synthetic(
         return mean + spread * torch.randn(mean.shape, generator=g)
 
     return draw(target_topic), draw(event_topic)
+
+
+@torch.no_grad()
+def from_run(
+    run: str, batch: int, length: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 4, H) targets, (B, L, 4, H) histories and the (4,) view weights of a SEMINAR run."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from relkd.config import compose
+    from relkd.runs.dataset_resolver import resolve_dataset
+    from relkd.runs.seminar_setup import build_seminar, load_pretrained
+    from relkd.runs.student_factory import build_datamodule, encoder_spec
+
+    cfg = compose(Path(run) / "config.yaml", ["model.seminar.init_from=null"], with_base=False)
+    data_dir = resolve_dataset(cfg.data, build=False)
+    spec = encoder_spec(cfg, data_dir)
+    net = build_seminar(cfg, spec, data_dir).eval()
+    load_pretrained(net, Path(run))
+    dm = build_datamodule(cfg, data_dir, spec)
+    dm.prepare_data()
+    dm.setup("test")
+    feats = dm._sequences
+    assert feats is not None, "not a seminar run"
+    store, seq = dm.store, feats.seq
+    out: dict[str, torch.Tensor] = {}
+    n_items, n_queries = len(seq.item_attr), len(store.query_lengths())
+    feats._items(np.arange(n_items), "item", out)
+    feats._queries(np.arange(n_queries), "query", out)
+    views = net.item_views(out["item_ids"], out["item_mask"], out["item_row"], out["item_attr"])
+    queries = net._text(out["query_ids"], out["query_mask"])
+    rng = np.random.default_rng(seed)
+    test = dm.rows("test")
+    rows = rng.choice(test, batch, replace=False)
+    t_q = np.asarray(store.view("query_row")[rows], np.int64)
+    t_i = np.asarray(store.view("item_row")[rows], np.int64)
+    clicks = rng.integers(0, len(seq.cl_query), (batch, length))
+    h_q = torch.from_numpy(np.asarray(seq.cl_query, np.int64)[clicks])
+    h_i = torch.from_numpy(np.asarray(seq.cl_item, np.int64)[clicks])
+    target = net._gsu_views(queries[t_q], views[t_i])
+    history = net._gsu_views(queries[h_q], views[h_i])
+    return target, history, net.view_weights()
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int) -> float:
@@ -93,12 +143,21 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=20, help="k-means iterations")
     p.add_argument("--sweep-bits", type=int, nargs="*", default=[2, 4, 6, 8])
     p.add_argument("--sweep-length", type=int, default=1024)
+    p.add_argument("--run", default=None, help="a SEMINAR run: its learned views, not a mixture")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
     longest = max([*args.lengths, args.sweep_length if args.sweep_bits else 0])
-    target, history = synthetic(args.batch, longest, args.views, args.dim, args.topics, args.spread)
-    weights = torch.linspace(1.0, 0.5, args.views)
+    if args.run:
+        target, history, weights = from_run(args.run, args.batch, longest, args.seed)
+        args.views, args.dim = history.shape[-2], history.shape[-1]
+        print(f"views of {args.run}: weights {[round(float(w), 3) for w in weights]}")
+    else:
+        target, history = synthetic(
+            args.batch, longest, args.views, args.dim, args.topics, args.spread
+        )
+        weights = torch.linspace(1.0, 0.5, args.views)
     with torch.inference_mode():
         exact_all = exact_view_scores(target, history, weights)
         t = time.perf_counter()

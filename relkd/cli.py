@@ -270,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     gbuild.add_argument(
         "overrides", nargs="*", help="dotlist overrides, e.g. data.click_graph.top_k=4"
     )
+    seqs = sub.add_parser("sequences", help="user histories from the behaviour log (SEMINAR)")
+    ssub = seqs.add_subparsers(dest="sequences_cmd", required=True)
+    sbuild = ssub.add_parser("build", help="build the user sequences an experiment reads")
+    sbuild.add_argument("experiment", type=Path)
+    sbuild.add_argument(
+        "overrides", nargs="*", help="dotlist overrides, e.g. data.sequences.max_length=32"
+    )
     return parser
 
 
@@ -328,6 +335,11 @@ def run(args: argparse.Namespace) -> int:
         from relkd.behavior.graph_build import build_graph_from_cli
 
         build_graph_from_cli(args.experiment, args.overrides)
+        return 0
+    if args.cmd == "sequences" and args.sequences_cmd == "build":
+        from relkd.behavior.sequence_build import build_sequences_from_cli
+
+        build_sequences_from_cli(args.experiment, args.overrides)
         return 0
     if args.cmd == "train":
         from relkd.train import train_from_cli

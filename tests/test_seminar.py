@@ -284,13 +284,13 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path)
 
 
 def test_pretraining_trains_on_log_events_with_its_three_terms(pretrained: Path) -> None:
-    events = list((pretrained).glob("events.out.tfevents*"))
-    assert events, "no TensorBoard events"
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(events[0]))
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
+    tags: set[str] = set()
+    for events in sorted(pretrained.glob("events.out.tfevents*")):  # fit, then test
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
     assert {"train/loss/next_pair", "train/loss/seq_relevance", "train/loss/view_align"} <= tags
     assert "train/loss/hard_ce" not in tags
     metrics = json.loads((pretrained / "metrics.json").read_text())
@@ -350,3 +350,35 @@ def test_pq_fine_tuning_fits_codebooks_on_the_pretrained_embeddings(
     assert all(bool(v) for k, v in state.items() if k.endswith("fitted"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]["slices"]) == {"clicked", "cold"}
+
+
+def test_sequences_build_command_builds_then_reuses(
+    tmp_path: Path, shared_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relkd.cli import main
+
+    overrides = tiny_overrides(tmp_path / "runs", shared_data_root)
+    overrides = [o for o in overrides if not o.startswith("data.cache_dir")]
+    overrides.append(f"data.cache_dir={tmp_path / 'cache' / 'tokenized'}")
+    assert main(["sequences", "build", str(REPO / "experiments/quickstart.yaml"), *overrides]) == 0
+    built = list((tmp_path / "cache" / "sequences").iterdir())
+    assert len(built) == 1 and (built[0] / "manifest.json").is_file()
+    stamp = (built[0] / "manifest.json").stat().st_mtime_ns
+    assert main(["sequences", "build", str(REPO / "experiments/quickstart.yaml"), *overrides]) == 0
+    assert (built[0] / "manifest.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert "history length" in capsys.readouterr().out
+
+
+def test_a_pipeline_step_can_only_start_from_an_earlier_student(tmp_path: Path) -> None:
+    from relkd.pipeline.pipeline_config import load_pipeline
+
+    good = load_pipeline(REPO / "experiments/pipeline/seminar.yaml")
+    assert good.students[2].pretrained == good.students[0].name
+    bad = tmp_path / "p.yaml"
+    bad.write_text(
+        "students:\n"
+        "  - {name: a, experiment: experiments/seminar/finetune_pretrained.yaml, pretrained: b}\n"
+        "  - {name: b, experiment: experiments/seminar/pretrain.yaml}\n"
+    )
+    with pytest.raises(ConfigError, match=r"students\[0\]\.pretrained: 'b' is not an earlier"):
+        load_pipeline(bad)

@@ -190,6 +190,21 @@ def test_next_pair_does_not_count_a_repeated_item_as_its_own_negative() -> None:
     assert NextPair(0.05)(out, distinct).item() > 0.49 * math.log(2)
 
 
+def test_next_pair_does_not_count_a_sampled_copy_of_the_positive_item() -> None:
+    d = 4
+    pair = torch.eye(d)[[0, 1]]
+    out = {"seq_user": pair.clone(), "seq_pair": pair, "seq_neg_pair": pair.unsqueeze(1)}
+    batch = {
+        "seq_item_row": torch.tensor([5, 6]),
+        "event_clicked": torch.ones(2, dtype=torch.long),
+        "hist_mask": torch.ones(2, 2, dtype=torch.long),
+        "neg_item_row": torch.tensor([[5], [6]]),  # each row drew its own item
+    }
+    assert NextPair(0.05)(out, batch).item() < 1e-3
+    drew_other = dict(batch, neg_item_row=torch.tensor([[9], [9]]))
+    assert NextPair(0.05)(out, drew_other).item() > 0.49 * math.log(2)
+
+
 # -- seq_relevance ----------------------------------------------------------------------------
 
 

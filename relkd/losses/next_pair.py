@@ -22,15 +22,15 @@ class NextPair(nn.Module):
     ``seq_neg_pair``, qualifying row b's logits are ``[u_b · p_c / τ for every batch row c]``
     (c = b the positive; −inf where c ≠ b holds the same item as b, so a repeated item is not
     its own negative) followed by ``[u_b · n_bk / τ for its N sampled pairs]``; the term is the
-    mean cross-entropy against column b over qualifying rows. Sampled negatives are not checked
-    against the positive's item (the batch carries no row ids for them; with a large catalogue
-    a collision is rare).
+    mean cross-entropy against column b over qualifying rows. A sampled item that is the
+    positive's own item (``neg_item_row`` equal to ``seq_item_row``) is masked too.
 
     Shapes:
         outputs["seq_user"]: (B, D) float, the user state before this pair's time.
         outputs["seq_pair"]: (B, D) float, this (query, item) pair's vector.
         outputs["seq_neg_pair"]: (B, N, D) float, the query paired with N sampled items.
-        batch["seq_item_row"]: (B,) int64; batch["event_clicked"]: (B,) int64 0/1;
+        batch["seq_item_row"]: (B,) int64; batch["neg_item_row"]: (B, N) int64 (optional);
+        batch["event_clicked"]: (B,) int64 0/1;
         batch["hist_mask"]: (B, L) int64, 1 on real history events.
         returns: () scalar, computed in float32; 0 (differentiable in every input) when no row
         qualifies.
@@ -53,4 +53,7 @@ class NextPair(nn.Module):
         n = F.normalize(neg[rows].float(), dim=-1)
         in_batch = mask_same_item(u @ p.T / self.temperature, batch["seq_item_row"], rows)
         sampled = torch.einsum("rd,rnd->rn", u, n) / self.temperature
+        if "neg_item_row" in batch:
+            own = batch["neg_item_row"][rows] == batch["seq_item_row"][rows].unsqueeze(1)
+            sampled = sampled.masked_fill(own, float("-inf"))
         return F.cross_entropy(torch.cat([in_batch, sampled], dim=1), rows)

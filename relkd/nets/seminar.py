@@ -106,11 +106,16 @@ class Seminar(nn.Module):
         self.top_k = int(top_k)
         self.attention = attention
         if word_embeddings is not None:
-            self.tokens = nn.Embedding.from_pretrained(word_embeddings.float(), freeze=True)
+            # frozen and rebuilt from the encoder on every load, so it stays out of checkpoints
+            # (MiniLM's table is 47 MB of a 60 MB checkpoint); catalogue_digest names the vocab
+            self.tokens = None
+            self.register_buffer("frozen_tokens", word_embeddings.float(), persistent=False)
+            width = word_embeddings.shape[1]
         else:
             self.tokens = nn.Embedding(vocab_size, hidden)
             nn.init.normal_(self.tokens.weight, std=0.02)
-        self.text_proj = nn.Linear(self.tokens.embedding_dim, hidden)
+            width = hidden
+        self.text_proj = nn.Linear(width, hidden)
         self.item_id = nn.Embedding(num_items, hidden)
         nn.init.normal_(self.item_id.weight, std=0.02)
         self.attrs = nn.ModuleList(
@@ -153,7 +158,7 @@ class Seminar(nn.Module):
         offsets = torch.arange(0, flat_ids.numel(), t, device=ids.device)
         summed = F.embedding_bag(
             flat_ids.reshape(-1),
-            self.tokens.weight,
+            self.frozen_tokens if self.tokens is None else self.tokens.weight,
             offsets,
             mode="sum",
             per_sample_weights=flat_mask.reshape(-1),

@@ -43,6 +43,9 @@ class StudentStep:
     experiment: str = "experiments/quickstart.yaml"
     distil: bool = False  # join the annotated teacher cache (data.teacher_cache)
     overrides: list[str] = field(default_factory=list)
+    # an earlier student's name: start from its run of the same seed (model.seminar.init_from,
+    # e.g. SEMINAR fine-tuning from its pretraining); None: from the usual initialisation
+    pretrained: str | None = None
 
 
 @dataclass
@@ -85,6 +88,12 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     names = [s.name for s in out.students]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: key students: names must be unique, got {names}")
+    for i, step in enumerate(out.students):
+        if step.pretrained is not None and step.pretrained not in names[:i]:
+            raise ConfigError(
+                f"{path}: key students[{i}].pretrained: {step.pretrained!r} is not an earlier "
+                f"student (earlier: {names[:i]})"
+            )
     if out.annotate.hidden not in ("none", "last", "mean"):
         raise ConfigError(f"{path}: key annotate.hidden: none, last or mean")
     if out.annotate.pool_ratio is not None and out.annotate.pool_ratio < 0:

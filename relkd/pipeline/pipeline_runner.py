@@ -158,11 +158,20 @@ class PipelineRunner:
             raise ConfigError(f"{result.cache}: annotation did not finalize")
         return result.cache, result.seconds, result.annotated
 
-    def student(self, step: Any, cache: Path | None, seed: int | None = None) -> StepResult:
-        """One student run; ``seed`` (several seeds) is layered after every other override."""
+    def student(
+        self,
+        step: Any,
+        cache: Path | None,
+        seed: int | None = None,
+        pretrained: Path | None = None,
+    ) -> StepResult:
+        """One student run; ``seed`` (several seeds) is layered after every other override;
+        ``pretrained``: the run its weights start from (the step's ``pretrained``)."""
         from datamodules.teacher_cache import cache_identity
 
         overrides = list(step.overrides)
+        if pretrained is not None:
+            overrides.append(f"model.seminar.init_from={pretrained}")
         extra = None
         if step.distil:
             if cache is None:
@@ -215,11 +224,14 @@ class PipelineRunner:
         if needs_cache:
             cache, ann_s, ann_n = self.annotate(teacher)
         seeds = list(self.cfg.seeds)
-        students = [
-            (step, seed, self.student(step, cache, seed if len(seeds) > 1 else None))
-            for step in self.cfg.students
-            for seed in seeds
-        ]
+        students = []
+        finished: dict[tuple[str, int], Path] = {}
+        for step in self.cfg.students:
+            for seed in seeds:
+                start = finished[(step.pretrained, seed)] if step.pretrained else None
+                result = self.student(step, cache, seed if len(seeds) > 1 else None, start)
+                finished[(step.name, seed)] = result.run_dir
+                students.append((step, seed, result))
         split = self.cfg.split
         rows: dict[str, list[dict[str, Any]]] = {}
         if self.cfg.bm25:
