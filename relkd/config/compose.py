@@ -338,6 +338,12 @@ def _validate_seminar(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     )
     _check(1 <= s.pq_bits <= 16, layers, "model.seminar.pq_bits", "must be in [1, 16]")
     _check(
+        s.history or s.attention == "exact",
+        layers,
+        "model.seminar.attention",
+        "pq quantises history events, and model.seminar.history is false",
+    )
+    _check(
         s.text in SEMINAR_TEXT, layers, "model.seminar.text", f"{s.text!r} not in {SEMINAR_TEXT}"
     )
     _check(

@@ -146,6 +146,7 @@ class SeminarSettings:
     pq_bits: int = 8  # 2^bits centroids per sub-quantiser
     text: str = "encoder"  # encoder (its word embeddings, frozen, projected) | learned
     init_from: str | None = None  # a pretraining run folder or .ckpt: restore its net
+    history: bool = True  # false: read no history event (the no-behaviour control)
 
 
 @dataclass

@@ -70,6 +70,11 @@ class MultiViewPQ(nn.Module):
             self._pq(v).fit(views[:, v], iters=iters, seed=seed + v)
         return self
 
+    def encode_view(self, v: int, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) vectors of view ``v`` -> (..., M) long codes (views can be deduplicated
+        apart: a history's items repeat more than its query-item events)."""
+        return self._pq(v).encode(x)
+
     def encode(self, views: torch.Tensor) -> torch.Tensor:
         """(..., V, D) float -> (..., V, M) long codes: done offline for a stored history."""
         self._check_views(views, "views")

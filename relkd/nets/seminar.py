@@ -57,6 +57,8 @@ class Seminar(nn.Module):
             ``hidden``; None learns a table of width ``hidden``.
         catalogue: identifies the catalogue and vocabulary the id and token tables index
             (stored as ``catalogue_digest``; loading weights from another catalogue is refused).
+        use_history: False reads no history event (every row is treated as cold): the control
+            that measures what the behaviour sequence adds.
     """
 
     input_keys = (
@@ -97,6 +99,7 @@ class Seminar(nn.Module):
         word_embeddings: torch.Tensor | None = None,
         dropout: float = 0.1,
         catalogue: str = "",
+        use_history: bool = True,
     ) -> None:
         super().__init__()
         if attention not in ("exact", "pq"):
@@ -105,6 +108,7 @@ class Seminar(nn.Module):
         self.feature_dim = 5 * hidden  # outputs["features"], the head's input
         self.top_k = int(top_k)
         self.attention = attention
+        self.use_history = bool(use_history)  # False: the no-behaviour control (PSU features only)
         if word_embeddings is not None:
             # frozen and rebuilt from the encoder on every load, so it stays out of checkpoints
             # (MiniLM's table is 47 MB of a 60 MB checkpoint); catalogue_digest names the vocab
@@ -191,13 +195,29 @@ class Seminar(nn.Module):
         return F.normalize(torch.cat([query.unsqueeze(-2), views], dim=-2), dim=-1)
 
     def _select(
-        self, target: torch.Tensor, history: torch.Tensor, mask: torch.Tensor
+        self,
+        target: torch.Tensor,
+        history: torch.Tensor,
+        mask: torch.Tensor,
+        rows: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """GSU: indices [B, k] of the top-k events by (exact or PQ) score; masked last."""
+        """GSU: indices [B, k] of the top-k events by (exact or PQ) score; masked last.
+        ``rows``: the events' query and item rows [B, L] (-1 on padding); with PQ each distinct
+        query and item is encoded once, as a serving system stores codes per catalogue row."""
         with torch.no_grad():
             w = self.view_weights().detach()
             if self.pq is not None and self.pq.fitted:
-                scores = self.pq.quantized_scores(target.float(), history.float(), w.float())
+                pq, (b, length, v, _) = self.pq, history.shape
+                flat = history.flatten(0, 1).float()
+                q_codes = self._unique(rows[0].flatten(), lambda at: pq.encode_view(0, flat[at, 0]))
+                i_codes = self._unique(
+                    rows[1].flatten(),
+                    lambda at: torch.stack(
+                        [pq.encode_view(j, flat[at, j]) for j in range(1, v)], 1
+                    ),
+                )
+                codes = torch.cat([q_codes.unsqueeze(1), i_codes], 1).view(b, length, v, -1)
+                scores = pq.scores(target.float(), codes, w.float())
             else:
                 scores = exact_view_scores(target, history, w)
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -208,7 +228,7 @@ class Seminar(nn.Module):
         b = batch
         bsz, length = b["hist_mask"].shape
         n_neg = b["neg_item_row"].shape[1]
-        h_mask = b["hist_mask"].bool()
+        h_mask = b["hist_mask"].bool() & self.use_history
         # one pass over every distinct query and item of the batch: history events repeat the
         # same catalogue rows many times (16k events, a few thousand items)
         q_rows = torch.cat(
@@ -265,7 +285,11 @@ class Seminar(nn.Module):
         neg_pair = pairs[bsz + bsz * length :].view(bsz, n_neg, -1)
         has = h_mask.any(1)  # rows with a history
         user = self._user(h_pair, h_mask, has)
-        interest = self._interest(query, views, pair, h_query, h_views, h_pair, h_mask, has)
+        rows = (
+            b["hist_query_row"].masked_fill(~h_mask, -1),
+            b["hist_item_row"].masked_fill(~h_mask, -1),
+        )
+        interest = self._interest(query, views, pair, h_query, h_views, h_pair, h_mask, has, rows)
         feats = torch.cat([query, item, query * item, interest, interest * item], dim=-1)
         sim = F.cosine_similarity(query, item, dim=-1)
         logits = self.head(feats) + sim.unsqueeze(-1) * self.sim_weight
@@ -314,11 +338,12 @@ class Seminar(nn.Module):
         h_pair: torch.Tensor,
         h_mask: torch.Tensor,
         has: torch.Tensor,
+        rows: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         """GSU top-k, then ESU multi-head target attention biased by the exact GSU score."""
         target = self._gsu_views(query, views)  # [B, 4, H]
         history = self._gsu_views(h_query, h_views)  # [B, L, 4, H]
-        top = self._select(target, history, h_mask)  # [B, k]
+        top = self._select(target, history, h_mask, rows)  # [B, k]
         gather = top.unsqueeze(-1)
         k_pair = h_pair.gather(1, gather.expand(-1, -1, h_pair.shape[-1]))
         k_mask = h_mask.gather(1, top)

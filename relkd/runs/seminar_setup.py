@@ -51,6 +51,7 @@ def build_seminar(cfg: Any, spec: EncoderSpec, data_dir: Path) -> Seminar:
         word_embeddings=word_embeddings,
         dropout=cfg.model.dropout,
         catalogue=catalogue,
+        use_history=s.history,
     )
     if s.init_from:
         load_pretrained(net, Path(s.init_from))
