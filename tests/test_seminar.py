@@ -224,6 +224,15 @@ def test_a_row_without_history_has_no_user_state_or_interest() -> None:
     assert torch.isfinite(out["logits"]).all()
 
 
+def test_without_history_every_row_is_cold() -> None:
+    net, b = _net(use_history=False), _batch()
+    out = net(**b)
+    assert torch.all(out["seq_user"] == 0)
+    assert torch.all(out["features"][:, 48:] == 0)
+    b2 = dict(b, hist_item_row=(b["hist_item_row"] + 1) % ITEMS)
+    torch.testing.assert_close(net(**b2)["logits"], out["logits"])
+
+
 def test_history_changes_the_interest_only_through_real_events() -> None:
     net, b = _net(), _batch()
     base = net(**b)["features"]
