@@ -120,10 +120,11 @@ class StudentModule(RelevanceModule):
 
         training = self.net.training
         self.net.eval()
-        prepare(batches())
+        prepared = prepare(batches())  # the submodule whose buffers it filled, or None
         self.net.train(training)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for buffer in self.net.buffers():
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if prepared is not None and distributed:
+            for buffer in prepared.buffers():
                 dist.broadcast(buffer, src=0)
 
     def on_train_start(self) -> None:

@@ -360,11 +360,12 @@ class Seminar(nn.Module):
 
     # ---- product quantisation ----
     @torch.no_grad()
-    def prepare_fit(self, batches: Iterable[dict[str, Any]]) -> None:
+    def prepare_fit(self, batches: Iterable[dict[str, Any]]) -> nn.Module | None:
         """Fit the PQ codebooks on the current (pretrained) embeddings of history events from
-        ``batches`` (at most PQ_FIT_VECTORS); a no-op for exact attention or fitted codebooks."""
+        ``batches`` (at most PQ_FIT_VECTORS) and return the quantiser (under DDP the student
+        module shares rank 0's); a no-op returning None for exact attention or fitted codebooks."""
         if self.pq is None or self.pq.fitted:
-            return
+            return None
         parts, total = [], 0
         for b in batches:
             h_query = self._text(b["hist_query_ids"], b["hist_query_mask"])
@@ -379,3 +380,4 @@ class Seminar(nn.Module):
         if not parts or total == 0:
             raise RuntimeError("no history event to fit the PQ codebooks on")
         self.pq.fit(torch.cat(parts)[:PQ_FIT_VECTORS])
+        return self.pq
