@@ -27,7 +27,7 @@ def test_codebook_at_least_as_large_as_data_is_exact(bits: int) -> None:
 
 
 def test_recall_rises_with_codebook_size() -> None:
-    recalls = {1: 0.0, 3: 0.0, 6: 0.0}
+    recalls = {1: 0.0, 3: 0.0, 6: 0.0, 9: 0.0}  # 2^9 = 512 centroids >= the 300 vectors
     seeds = (0, 1, 2)
     for seed in seeds:
         x, q = _randn(300, 16, seed=seed), _randn(32, 16, seed=100 + seed)
@@ -38,6 +38,7 @@ def test_recall_rises_with_codebook_size() -> None:
     # measured means ≈ 0.10, 0.34, 0.68: each step is far above float noise
     assert recalls[1] + 0.1 < recalls[3] < recalls[6] - 0.1
     assert recalls[6] > 0.5
+    assert recalls[9] == 1.0  # as many centroids as vectors: PQ attention is exact attention
 
 
 def test_fit_is_deterministic_given_seed() -> None:
