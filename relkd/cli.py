@@ -141,6 +141,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         nargs="*",
         help="dotlist overrides for every step, e.g. trainer.precision=bf16-mixed",
     )
+    abl = sub.add_parser(
+        "ablate",
+        help="one experiment's variants x seeds as separate runs -> one results table "
+        "(reuses finished runs)",
+    )
+    abl.add_argument(
+        "ablation", type=Path, help="an ablation YAML, e.g. experiments/ablations/mkd.yaml"
+    )
+    abl.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="comma-separated, e.g. 0,1,2: run each variant once per seed (mean ± std); "
+        "default: the file's seeds",
+    )
+    abl.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    abl.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotlist overrides for every run, after the file's, e.g. data.teacher_cache=DIR",
+    )
     exp = sub.add_parser("export", help="export a student run for serving (ONNX)")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", default="onnx", choices=["onnx"])
@@ -392,6 +413,18 @@ def run(args: argparse.Namespace) -> int:
 
         print(run_pipeline(args.pipeline, args.overrides, seeds=args.seeds))
         return 0
+    if args.cmd == "ablate":
+        from relkd.ablate import run_ablation
+
+        report = run_ablation(args.ablation, args.overrides, seeds=args.seeds, jobs=args.jobs)
+        print(report.text)
+        for failed in report.failed:
+            print(
+                f"relkd: error: {failed.variant.name!r} seed {failed.seed} failed "
+                f"(exit {failed.returncode}); log: {failed.log}",
+                file=sys.stderr,
+            )
+        return 1 if report.failed else 0
     if args.cmd == "export":
         from relkd.serving.onnx_export import export_from_cli
 

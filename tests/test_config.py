@@ -24,7 +24,9 @@ def exp_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-EXPERIMENT_YAMLS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name != "pipeline")
+EXPERIMENT_YAMLS = sorted(
+    p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in ("pipeline", "ablations")
+)
 # recipes that distil name their teacher cache on the command line
 DISTILS = ("mkd", "walmart", "berm", "robust", "seminar")
 # families whose run folders carry the family name (runs/teacher_embedded, runs/seminar_pretrain)

@@ -54,7 +54,7 @@ def cell(results: Sequence[Mapping[str, Any]], bucket: str | None, key: str) -> 
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
-def _markdown(header: list[str], body: list[list[str]]) -> str:
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -80,7 +80,7 @@ def comparison_table(rows: Mapping[str, Any]) -> str:
         [name, *(cell(_as_runs(runs), bucket, key) for _, bucket, key in COLUMNS)]
         for name, runs in rows.items()
     ]
-    return _markdown(header, body)
+    return markdown_table(header, body)
 
 
 def bucket_table(rows: Mapping[str, Any], groups: Sequence[str] = GROUPS) -> str:
@@ -92,7 +92,7 @@ def bucket_table(rows: Mapping[str, Any], groups: Sequence[str] = GROUPS) -> str
         for name, runs in rows.items()
         for group in groups
     ]
-    return _markdown(header, body)
+    return markdown_table(header, body)
 
 
 def has_slices(rows: Mapping[str, Any]) -> bool:
@@ -120,4 +120,4 @@ def robustness_table(rows: Mapping[str, Any], kinds: Sequence[str], key: str = N
     body = [
         [name, *(drops(_as_runs(runs), k) for k in (None, *kinds))] for name, runs in rows.items()
     ]
-    return _markdown(header, body)
+    return markdown_table(header, body)

@@ -48,7 +48,7 @@ class StepResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _experiment_path(name: str, pipeline_file: Path) -> Path:
+def experiment_path(name: str, pipeline_file: Path) -> Path:
     """An experiment named in a pipeline: as given (cwd), beside the pipeline, or in the repo."""
     for candidate in (Path(name), pipeline_file.parent / name, REPO / name):
         if candidate.is_file():
@@ -87,7 +87,7 @@ class PipelineRunner:
         extra: dict[str, Any] | None,
         last: list[str] | None = None,
     ) -> tuple[DictConfig, Path]:
-        path = _experiment_path(experiment, self.source)
+        path = experiment_path(experiment, self.source)
         # the command line beats the pipeline file; a student's seed (seeds) beats both
         layered = [*self.cfg.overrides, *overrides, *self.cli, *(last or [])]
         digest = step_fingerprint(compose(path, layered), extra)
