@@ -11,6 +11,11 @@ from pathlib import Path
 from relkd.errors import RelkdError
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (pipeline and ablate)."""
+    return [int(x) for x in text.split(",")]
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build, import, download and validate datasets")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
@@ -131,7 +136,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     pipe.add_argument(
         "--seeds",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=_seed_list,
         default=None,
         help="comma-separated, e.g. 0,1,2: train each student once per seed (mean ± std); "
         "default: the file's seeds",
@@ -151,7 +156,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     abl.add_argument(
         "--seeds",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=_seed_list,
         default=None,
         help="comma-separated, e.g. 0,1,2: run each variant once per seed (mean ± std); "
         "default: the file's seeds",
