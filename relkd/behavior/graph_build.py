@@ -7,18 +7,13 @@ from pathlib import Path
 
 from relkd.behavior.click_graph_artifact import ClickGraphArtifact
 from relkd.config import compose
-from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.errors import ConfigError
-from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.dataset_resolver import dataset_with_behavior
 
 
 def build_graph_from_cli(experiment: str | Path, overrides: list[str]) -> ClickGraphArtifact:
     """Build the config's dataset's click graph under data.click_graph's settings; print it."""
     cfg = compose(experiment, overrides)
-    data_dir = resolve_dataset(cfg.data, build=True)
-    dataset = CanonicalDataset(data_dir)
-    if not dataset.has_table("behavior"):
-        raise ConfigError(f"{data_dir}: the dataset has no behavior table to build a graph from")
+    _, dataset = dataset_with_behavior(cfg, "a graph")
     g = cfg.data.click_graph
     t0 = time.perf_counter()
     graph = ClickGraphArtifact.open_or_build(

@@ -10,18 +10,13 @@ import numpy as np
 
 from relkd.behavior.sequence_artifact import SequenceArtifact
 from relkd.config import compose
-from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.errors import ConfigError
-from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.dataset_resolver import dataset_with_behavior
 from relkd.runs.seminar_setup import sequences_cache_dir
 
 
 def build_sequences_from_cli(experiment: str | Path, overrides: list[str]) -> SequenceArtifact:
     cfg = compose(experiment, overrides)
-    data_dir = resolve_dataset(cfg.data, build=True)
-    dataset = CanonicalDataset(data_dir)
-    if not dataset.has_table("behavior"):
-        raise ConfigError(f"{data_dir}: the dataset has no behavior table to build sequences from")
+    _, dataset = dataset_with_behavior(cfg, "sequences")
     t0 = time.perf_counter()
     artifact = SequenceArtifact.open_or_build(dataset, sequences_cache_dir(cfg))
     m, seq = artifact.manifest, artifact.sequences()

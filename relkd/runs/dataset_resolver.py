@@ -52,3 +52,16 @@ def resolve_dataset(data_cfg: Any, build: bool = True) -> Path:
     log.info("building synthetic dataset %s at %s", params, root)
     generate_dataset(SynthConfig(**params), root)
     return root
+
+
+def dataset_with_behavior(cfg: Any, what: str) -> tuple[Path, Any]:
+    """(folder, CanonicalDataset) of ``cfg``'s dataset, built if missing; a ConfigError when it
+    has no behaviour table to build ``what`` from (the click graph, the user sequences)."""
+    from relkd.data.canonical_dataset import CanonicalDataset
+    from relkd.errors import ConfigError
+
+    data_dir = resolve_dataset(cfg.data, build=True)
+    dataset = CanonicalDataset(data_dir)
+    if not dataset.has_table("behavior"):
+        raise ConfigError(f"{data_dir}: the dataset has no behavior table to build {what} from")
+    return data_dir, dataset
