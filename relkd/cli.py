@@ -281,6 +281,58 @@ def _add_terms(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_daily(sub: argparse._SubParsersAction) -> None:
+    """The daily loop beside ``ablate``: studies, reports and single-pair explanations."""
+    tune = sub.add_parser(
+        "tune",
+        help="an Optuna study over distillation loss weights (resumable; many workers share "
+        "one study through --storage)",
+    )
+    tune.add_argument(
+        "study", type=Path, help="a study YAML, e.g. experiments/studies/mkd_weights.yaml"
+    )
+    tune.add_argument(
+        "--storage",
+        default=None,
+        help="sqlite:///FILE, postgresql+psycopg://USER@HOST:PORT/DB or journal:FILE "
+        "(default: the study YAML's, else sqlite under the study folder)",
+    )
+    tune.add_argument("--study-name", default=None, help="default: the study YAML's name")
+    tune.add_argument(
+        "--trials", type=int, default=None, help="finished trials the study should reach"
+    )
+    tune.add_argument(
+        "--export-best",
+        type=Path,
+        default=None,
+        metavar="OUT.yaml",
+        help="write the best trial as an experiment YAML (no trials are run when given alone "
+        "with --trials 0)",
+    )
+    tune.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotlist overrides for every trial, e.g. data.teacher_cache=DIR",
+    )
+    rep = sub.add_parser(
+        "report", help="a Markdown + HTML report with figures from runs and ablation folders"
+    )
+    rep.add_argument("paths", type=Path, nargs="+", help="run folders and/or ablation folders")
+    rep.add_argument("--out", type=Path, required=True, help="the report folder to write")
+    exp = sub.add_parser(
+        "explain", help="one query-item pair: the student's probabilities beside the teacher's CoT"
+    )
+    exp.add_argument("query", nargs="?", default=None)
+    exp.add_argument("item", nargs="?", default=None, help="the item text")
+    exp.add_argument("--run", type=Path, required=True, help="a student run folder")
+    exp.add_argument(
+        "--teacher", type=Path, default=None, help="a teacher run folder (or its cache folder)"
+    )
+    exp.add_argument("--pair-id", type=int, default=None, help="a pair of --data instead of text")
+    exp.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's)")
+    exp.add_argument("--ckpt", default="best", help="best, last, or a checkpoint path")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relkd", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -288,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baseline(sub)
     _add_train(sub)
     _add_teacher(sub)
+    _add_daily(sub)
     _add_terms(sub)
     graph = sub.add_parser("graph", help="the click graph (BERM neighbours, clicked/cold slices)")
     gsub = graph.add_subparsers(dest="graph_cmd", required=True)
@@ -430,6 +483,21 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1 if report.failed else 0
+    if args.cmd == "tune":
+        from relkd.tune import tune_from_args
+
+        print(tune_from_args(args))
+        return 0
+    if args.cmd == "report":
+        from relkd.report import build_report
+
+        print(build_report(args.paths, args.out))
+        return 0
+    if args.cmd == "explain":
+        from relkd.explain import explain_from_args
+
+        print(explain_from_args(args))
+        return 0
     if args.cmd == "export":
         from relkd.serving.onnx_export import export_from_cli
 
