@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +111,29 @@ def train_from_cli(experiment: str | Path, overrides: list[str], task: str = "st
     return run_training(cfg)
 
 
-def run_training(cfg: DictConfig) -> Path:
-    """Train and evaluate one experiment; returns its run folder."""
+def run_training(
+    cfg: DictConfig,
+    callbacks: Sequence[L.Callback] = (),
+    after_fit: Callable[[L.Trainer], None] | None = None,
+) -> Path:
+    """Train and evaluate one experiment; returns its run folder.
+
+    ``callbacks`` join the run's own (``relkd tune`` adds its pruning callback); ``after_fit``
+    runs on every rank between fit and test, where a pruned trial stops (Optuna's
+    ``check_pruned()`` under DDP)."""
     inherited_version = os.environ.get(VERSION_ENV)
     try:
-        return _run(cfg)
+        return _run(cfg, tuple(callbacks), after_fit)
     finally:
         if inherited_version is None:
             os.environ.pop(VERSION_ENV, None)
 
 
-def _run(cfg: DictConfig) -> Path:
+def _run(
+    cfg: DictConfig,
+    extra_callbacks: tuple[L.Callback, ...] = (),
+    after_fit: Callable[[L.Trainer], None] | None = None,
+) -> Path:
     resume = _resume_dir(cfg) if cfg.resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
@@ -191,6 +204,7 @@ def _run(cfg: DictConfig) -> Path:
     extra = {"experiment": cfg.experiment, "version": run_dir.name, "dataset": str(data_dir)}
     callbacks.append(RunReport(run_dir / "metrics.json", config, extra=extra))
     callbacks.extend(setup.callbacks(run_dir))
+    callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
         **trainer_kwargs(cfg.trainer),
         logger=logger,
@@ -200,6 +214,8 @@ def _run(cfg: DictConfig) -> Path:
         use_distributed_sampler=False,  # the DataModule's samplers shard across ranks themselves
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    if after_fit is not None:
+        after_fit(trainer)
     best = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:

@@ -25,7 +25,9 @@ def exp_dir(tmp_path: Path) -> Path:
 
 
 EXPERIMENT_YAMLS = sorted(
-    p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in ("pipeline", "ablations")
+    p
+    for p in EXPERIMENTS.rglob("*.yaml")
+    if p.parent.name not in ("pipeline", "ablations", "studies")
 )
 # recipes that distil name their teacher cache on the command line
 DISTILS = ("mkd", "walmart", "berm", "robust", "seminar")

@@ -1,0 +1,24 @@
+"""``relkd tune``: Optuna studies over the distillation loss weights (docs/tune.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from relkd.tune.best_export import export_best
+from relkd.tune.study_setup import study_setup
+from relkd.tune.study_worker import StudyWorker, write_tables
+
+
+def tune_from_args(args: argparse.Namespace) -> str:
+    """Run (or resume) one worker of the study, then write its tables and, if asked, the best
+    trial's experiment YAML; returns the text to print."""
+    setup = study_setup(args.study, args.overrides, args.storage, args.study_name)
+    worker = StudyWorker(setup, list(args.overrides))
+    study = worker.run(args.trials)
+    text = write_tables(setup, study)
+    if args.export_best is not None:
+        text += f"\nbest trial written to {export_best(setup, study, args.export_best)}\n"
+    return text
+
+
+__all__ = ["StudyWorker", "export_best", "study_setup", "tune_from_args"]

@@ -1,0 +1,184 @@
+"""The schema of a study YAML (experiments/studies/*.yaml), read by ``relkd tune``.
+
+A study names one base experiment, what every trial overrides, and the search space: the loss
+weights on a simplex (``space.weights``), the ``kd_ratio`` shorthand, the soft-KL temperature,
+and any other config key (``space.params``). Unknown keys are errors, as in experiment YAMLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from relkd.errors import ConfigError
+from relkd.losses.registry import LABEL_TERMS, SCORE_KD_TERMS
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass
+class ParamSpec:
+    """One searched key: a float/int range (``low``, ``high``, ``log``, ``step``, ``int``) or a
+    categorical (``choices``)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    int: bool = False
+    choices: list[Any] | None = None
+
+
+@dataclass
+class SearchSpaceConfig:
+    # loss.weights terms searched on the simplex: their sum stays the base experiment's, so
+    # w and 2w (the same loss, twice the learning rate) are never two trials
+    weights: list[str] = field(default_factory=list)
+    kd_ratio: ParamSpec | None = None  # loss.kd_ratio in [low, high] (label vs score KD share)
+    temperature: ParamSpec | None = None  # loss.temperature (soft_kl's T)
+    params: dict[str, ParamSpec] = field(default_factory=dict)  # any other config key
+
+
+@dataclass
+class SamplerConfig:
+    kind: str = "tpe"
+    seed: int | None = None  # null: each worker draws its own (distributed workers must differ)
+    startup_trials: int = 5  # random trials before TPE models the space
+
+
+@dataclass
+class PrunerConfig:
+    kind: str = "median"
+    startup_trials: int = 3  # median: trials that are never pruned
+    warmup_epochs: int = 1  # median: epochs before a trial can be pruned
+    min_epochs: int = 1  # hyperband: the smallest budget
+    reduction_factor: int = 3  # hyperband
+
+
+@dataclass
+class HeartbeatConfig:
+    """A worker killed mid-trial stops beating; after ``grace`` seconds the next worker marks its
+    trial failed and re-queues its parameters (at most ``max_retry`` times)."""
+
+    interval: int = 30
+    grace: int = 120
+    max_retry: int = 2
+
+
+@dataclass
+class StudyConfig:
+    name: str = "study"
+    output_dir: str = "runs/studies"  # trials run under <output_dir>/<name>/trial-<n>/
+    experiment: str = "experiments/quickstart.yaml"  # as given, beside this file, or bundled
+    overrides: list[str] = field(default_factory=list)  # every trial's, first
+    trials: int = 20  # finished (complete + pruned) trials the study reaches, over all workers
+    metric: str = "val/ndcg@10"  # reported each validation; the objective is its value on
+    # the best checkpoint (metrics.json)
+    direction: str = "maximize"
+    latency_objective: bool = False  # also minimise ms per pair (multi-objective; no pruning)
+    storage: str | None = None  # default sqlite:///<output_dir>/<name>/study.db
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+
+    @property
+    def metric_split(self) -> str:
+        return self.metric.split("/", 1)[0]
+
+    @property
+    def metric_key(self) -> str:
+        return self.metric.split("/", 1)[1]
+
+
+def _check_range(path: Path, key: str, spec: ParamSpec) -> None:
+    if spec.choices is not None:
+        if not spec.choices or spec.low is not None or spec.high is not None:
+            raise ConfigError(f"{path}: key {key}: give either choices or low/high")
+        return
+    if spec.low is None or spec.high is None or not spec.low < spec.high:
+        raise ConfigError(f"{path}: key {key}: needs low < high (or choices)")
+    if spec.log and spec.low <= 0:
+        raise ConfigError(f"{path}: key {key}: log scale needs low > 0")
+    if spec.log and spec.step is not None:
+        raise ConfigError(f"{path}: key {key}: log and step cannot be combined")
+
+
+def _check(path: Path, cfg: StudyConfig) -> None:
+    if not cfg.name.strip() or "/" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(f"{path}: key name: a folder name, got {cfg.name!r}")
+    if cfg.trials < 0:
+        raise ConfigError(f"{path}: key trials: must be >= 0")
+    if "/" not in cfg.metric:
+        raise ConfigError(f"{path}: key metric: a logged split/key such as val/ndcg@10")
+    for key, value, allowed in (
+        ("direction", cfg.direction, DIRECTIONS),
+        ("sampler.kind", cfg.sampler.kind, SAMPLERS),
+        ("pruner.kind", cfg.pruner.kind, PRUNERS),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{path}: key {key}: {value!r} is not one of {list(allowed)}")
+    if cfg.latency_objective and cfg.pruner.kind != "none":
+        raise ConfigError(
+            f"{path}: key pruner.kind: Optuna cannot prune a multi-objective study "
+            "(latency_objective: true); set it to none"
+        )
+    space = cfg.space
+    if len(space.weights) == 1:
+        raise ConfigError(f"{path}: key space.weights: a simplex needs two or more terms")
+    if len(set(space.weights)) != len(space.weights):
+        raise ConfigError(f"{path}: key space.weights: a term is repeated")
+    spans_both = bool(set(space.weights) & LABEL_TERMS) and bool(
+        set(space.weights) & SCORE_KD_TERMS
+    )
+    if space.kd_ratio is not None and spans_both:
+        raise ConfigError(
+            f"{path}: key space.kd_ratio: the weights simplex already splits label terms from "
+            "score distillation; search one or the other, not the same weighting twice"
+        )
+    for name, spec in (
+        ("space.kd_ratio", space.kd_ratio),
+        ("space.temperature", space.temperature),
+    ):
+        if spec is not None:
+            _check_range(path, name, spec)
+    ratio = space.kd_ratio
+    if ratio is not None and ratio.choices is None and (ratio.low < 0 or ratio.high > 1):  # type: ignore[operator]
+        raise ConfigError(f"{path}: key space.kd_ratio: a ratio within [0, 1]")
+    searched = {"loss.kd_ratio", "loss.temperature", *(f"loss.weights.{t}" for t in space.weights)}
+    for key, spec in space.params.items():
+        if key in searched or "=" in key:
+            raise ConfigError(
+                f"{path}: key space.params.{key}: "
+                + ("searched twice" if key in searched else "a config key such as optim.lr")
+            )
+        _check_range(path, f"space.params.{key}", spec)
+    if not (space.weights or space.kd_ratio or space.temperature or space.params):
+        raise ConfigError(f"{path}: key space: name at least one thing to search")
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and check a study YAML; a ConfigError names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # not YAML at all
+        raise ConfigError(f"{path}: not a valid study YAML ({exc})") from None
+    if not OmegaConf.is_dict(raw):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), raw)
+        cfg: StudyConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"{path}: key {key}: {str(exc).splitlines()[0]}") from None
+    _check(path, cfg)
+    return cfg

@@ -1,0 +1,254 @@
+"""relkd tune: the search space, the study YAML's checks, and whole studies run as users run them
+(SQLite with DDP trials and pruning; two PostgreSQL workers, one killed; a latency objective)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from relkd.cli import main
+from relkd.config import compose
+from relkd.tune.search_space import SearchSpace, simplex_point
+from relkd.tune.study_config import HeartbeatConfig, SearchSpaceConfig
+from relkd.tune.study_setup import study_setup
+from relkd.tune.study_storage import open_storage
+from relkd.tune.study_worker import StudyWorker
+from tests.conftest import QUICKSTART, REPO, tiny_overrides
+from tests.postgres_server import postgres_server
+
+STUDIES = sorted((REPO / "experiments" / "studies").glob("*.yaml"))
+DDP_VARS = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def write_study(path: Path, **fields: Any) -> Path:
+    body = {"name": "s", "experiment": str(QUICKSTART), **fields}
+    OmegaConf.save(OmegaConf.create(body), path)
+    return path
+
+
+def tune(
+    cwd: Path, *args: str, wait: bool = True
+) -> subprocess.Popen | subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in DDP_VARS}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "relkd.cli", "tune", *args]
+    if not wait:
+        log = (cwd / f"worker-{time.monotonic_ns()}.log").open("w")
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+# ---- the search space -------------------------------------------------------------------------
+def test_simplex_point_is_uniform_on_the_simplex() -> None:
+    rng = np.random.default_rng(0)
+    points = np.array([simplex_point(list(rng.random(2))) for _ in range(20000)])
+    assert np.allclose(points.sum(axis=1), 1.0) and (points >= 0).all()
+    # Dirichlet(1, 1, 1): every weight has mean 1/3 and variance 1/18; breaking the stick at
+    # uniform fractions would give means 1/2, 1/4, 1/4 (the first term favoured)
+    assert np.allclose(points.mean(axis=0), 1 / 3, atol=0.01)
+    assert np.allclose(points.var(axis=0), 1 / 18, atol=0.004)
+
+
+def test_simplex_keeps_the_base_sum_and_replaces_kd_ratio() -> None:
+    base = {"hard_ce": 1.0, "soft_kl": 1.0, "cot_aspects": 0.5}
+    space = SearchSpace(SearchSpaceConfig(weights=["hard_ce", "soft_kl", "cot_aspects"]), base)
+    trial = optuna.trial.FixedTrial({"simplex.hard_ce": 0.3, "simplex.soft_kl": 0.6})
+    overrides = space.suggest(trial)
+    weights = space.weights(trial.params)
+    assert sum(weights.values()) == pytest.approx(2.5)
+    assert len(trial.params) == 2  # k terms, k - 1 parameters: no direction searched twice
+    assert "loss.kd_ratio=null" in overrides  # the simplex is the label/KD split
+    assert overrides == space.overrides(dict(trial.params))  # ranks rebuild the same overrides
+
+
+def test_ratio_parametrisation_keeps_kd_ratio() -> None:
+    space = SearchSpace(SearchSpaceConfig(weights=["soft_kl", "margin_mse"]), {"soft_kl": 1.0})
+    overrides = space.overrides({"simplex.soft_kl": 0.5, "loss.kd_ratio": 0.25})
+    assert "loss.kd_ratio=0.25" in overrides and "loss.kd_ratio=null" not in overrides
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        (
+            {"space": {"weights": ["hard_ce", "soft_kl"], "kd_ratio": {"low": 0, "high": 1}}},
+            "space.kd_ratio",
+        ),
+        (
+            {"latency_objective": True, "space": {"temperature": {"low": 1, "high": 2}}},
+            "pruner.kind",
+        ),
+        ({"space": {"nope": 1}}, "space.nope"),
+        ({"space": {}}, "key space"),
+        ({"space": {"params": {"optim.lr": {"low": 0, "high": 1, "log": True}}}}, "optim.lr"),
+        ({"space": {"weights": ["hard_ce"]}}, "space.weights"),
+    ],
+)
+def test_bad_study_is_one_line_naming_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fields: dict[str, Any], key: str
+) -> None:
+    path = write_study(tmp_path / "bad.yaml", **fields)
+    assert main(["tune", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and key in err
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_shipped_studies_compose_a_drawn_trial(path: Path) -> None:
+    setup = study_setup(path, ["data.teacher_cache=cache"])  # the cache is the user's to give
+    trial = optuna.create_study().ask()
+    setup.space.suggest(trial)
+    cfg = setup.trial_config(trial.params, trial.number)
+    for term, weight in setup.space.weights(trial.params).items():
+        assert cfg.loss.weights[term] == pytest.approx(weight)
+    assert cfg.output_dir == str(setup.study_dir)
+
+
+def test_journal_storage_runs_a_study_and_refuses_ddp(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(storage=open_storage(url, HeartbeatConfig()))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(study.trials) == 2 and (tmp_path / "study.log").stat().st_size > 0
+    path = write_study(tmp_path / "s.yaml", space={"temperature": {"low": 1, "high": 2}})
+    setup = study_setup(path, ["trainer.strategy=ddp", "trainer.devices=2"], storage=url)
+    with pytest.raises(Exception, match="journal"):
+        StudyWorker(setup, [])
+
+
+# ---- whole studies ------------------------------------------------------------------------------
+def _tiny(tmp: Path, data_root: Path, **extra: object) -> list[str]:
+    return tiny_overrides(tmp / "unused", data_root, **extra)
+
+
+def test_ddp_study_prunes_resumes_and_exports_best(tmp_path: Path, shared_data_root: Path) -> None:
+    """Two DDP ranks per trial: both train the trial's parameters read from the storage, the
+    pruning callback stops a bad trial on every rank, a re-run resumes (runs nothing more), and
+    the best trial becomes an experiment YAML that composes."""
+    overrides = _tiny(
+        tmp_path,
+        shared_data_root,
+        **{"trainer.max_epochs": 2, "trainer.devices": 2, "trainer.strategy": "ddp"},
+    )
+    study_file = write_study(
+        tmp_path / "study.yaml",
+        output_dir=str(tmp_path / "studies"),
+        trials=2,
+        overrides=overrides,
+        pruner={"kind": "median", "startup_trials": 1, "warmup_epochs": 0},
+        space={"params": {"optim.lr": {"low": 0.0, "high": 0.01}}},
+    )
+    setup = study_setup(study_file)
+    setup.study_dir.mkdir(parents=True)
+    study = optuna.create_study(storage=setup.url, study_name="s", direction="maximize")
+    study.enqueue_trial({"optim.lr": 0.003})  # learns
+    study.enqueue_trial({"optim.lr": 0.0})  # never learns: below the median after epoch 0
+    out = tune(tmp_path, str(study_file), "--export-best", "best.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = optuna.load_study(study_name="s", storage=setup.url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert len(trials[0].intermediate_values) == 2 and list(trials[1].intermediate_values) == [0]
+    for t in trials:  # rank 1 read the same parameters as rank 0
+        log = (setup.run_dir(t.number).parent / f"trial-{t.number:04d}.log").read_text()
+        lines = {r: ln for ln in log.splitlines() for r in "01" if f"rank {r}:" in ln}
+        assert lines["0"].split(":", 1)[1] == lines["1"].split(":", 1)[1]
+        assert f"optim.lr={t.params['optim.lr']}" in lines["0"]
+    assert (setup.run_dir(0) / "metrics.json").is_file()
+    assert not (setup.run_dir(1) / "metrics.json").exists()  # pruned before its test
+    table = (setup.study_dir / "trials.md").read_text()
+    assert "complete" in table and "pruned" in table and "trial-epochs spent: 3" in table
+    best = compose(tmp_path / "best.yaml", [])
+    assert best.optim.lr == pytest.approx(0.003) and best.trainer.devices == 2
+    again = tune(tmp_path, str(study_file))
+    assert again.returncode == 0 and "nothing to run" in again.stdout
+    assert len(optuna.load_study(study_name="s", storage=setup.url).trials) == 2
+
+
+def test_latency_objective_is_a_second_value(tmp_path: Path, shared_data_root: Path) -> None:
+    study_file = write_study(
+        tmp_path / "study.yaml",
+        output_dir=str(tmp_path / "studies"),
+        trials=1,
+        latency_objective=True,
+        pruner={"kind": "none"},
+        overrides=_tiny(tmp_path, shared_data_root),
+        space={"temperature": {"low": 1.0, "high": 4.0, "log": True}},
+    )
+    out = tune(tmp_path, str(study_file))
+    assert out.returncode == 0, out.stdout + out.stderr
+    setup = study_setup(study_file)
+    (trial,) = optuna.load_study(study_name="s", storage=setup.url).trials
+    serving = OmegaConf.load(setup.run_dir(0) / "serving.json")
+    assert trial.values[1] == pytest.approx(serving.ms_per_pair) and serving.ms_per_pair > 0
+    assert "Pareto front" in (setup.study_dir / "trials.md").read_text()
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    """Workers A and B run one study on a real PostgreSQL server at once; A is killed mid-trial.
+    Its trial process dies with it, its trial stops beating, and a surviving worker re-runs the
+    same parameters to completion."""
+    with postgres_server() as url:
+        study_file = write_study(
+            tmp_path / "study.yaml",
+            name="shared",
+            output_dir=str(tmp_path / "studies"),
+            trials=4,
+            storage=url,
+            pruner={"kind": "none"},
+            heartbeat={"interval": 1, "grace": 3, "max_retry": 1},
+            overrides=_tiny(tmp_path, shared_data_root),
+            space={"params": {"optim.lr": {"low": 1e-3, "high": 5e-3, "log": True}}},
+        )
+        a = tune(tmp_path, str(study_file), wait=False)
+        b = tune(tmp_path, str(study_file), wait=False)
+
+        def by(worker: subprocess.Popen, state: TrialState) -> list[optuna.trial.FrozenTrial]:
+            trials = optuna.load_study(study_name="shared", storage=url).get_trials(states=(state,))
+            return [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")]
+
+        try:
+            _wait(lambda: by(a, TrialState.COMPLETE) and by(a, TrialState.RUNNING), 600, "A")
+            killed = by(a, TrialState.RUNNING)[0]
+            a.kill()
+            a.wait()
+            time.sleep(2)
+            orphans = subprocess.run(
+                ["pgrep", "-f", f"--trial-id {killed._trial_id} "], capture_output=True
+            )
+            assert orphans.returncode == 1, "the killed worker's trial process outlived it"
+            assert b.wait(timeout=600) == 0
+            # a later worker (or B, if it started a trial after the grace period) re-runs it
+            c = tune(tmp_path, str(study_file), "--trials", "5")
+            assert c.returncode == 0, c.stdout + c.stderr
+        finally:
+            for p in (a, b):
+                if p.poll() is None:
+                    p.kill()
+        study = optuna.load_study(study_name="shared", storage=url)
+        states = {t.number: t.state for t in study.trials}
+        assert states[killed.number] == TrialState.FAIL
+        retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+        assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+        assert retries[0].params == killed.params
+        done = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(done) >= 5
+        workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in done}
+        assert str(a.pid) in workers and str(b.pid) in workers  # both shared the study
