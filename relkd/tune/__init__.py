@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from relkd.errors import RelkdError
 from relkd.tune.best_export import export_best
 from relkd.tune.study_setup import study_setup
 from relkd.tune.study_worker import StudyWorker, write_tables
+
+
+class TrialsFailing(RelkdError):
+    """A worker stopped because its trials kept failing (the config cannot train)."""
 
 
 def tune_from_args(args: argparse.Namespace) -> str:
@@ -16,6 +21,9 @@ def tune_from_args(args: argparse.Namespace) -> str:
     worker = StudyWorker(setup, list(args.overrides))
     study = worker.run(args.trials)
     text = write_tables(setup, study)
+    if worker.gave_up:
+        print(text)
+        raise TrialsFailing(worker.gave_up)
     if args.export_best is not None:
         text += f"\nbest trial written to {export_best(setup, study, args.export_best)}\n"
     return text

@@ -18,7 +18,7 @@ from relkd.errors import ConfigError
 from relkd.losses.registry import LABEL_TERMS, SCORE_KD_TERMS
 
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "threshold")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -59,6 +59,8 @@ class PrunerConfig:
     warmup_epochs: int = 1  # median: epochs before a trial can be pruned
     min_epochs: int = 1  # hyperband: the smallest budget
     reduction_factor: int = 3  # hyperband
+    lower: float | None = None  # threshold: prune below this after warmup_epochs (a floor,
+    upper: float | None = None  # e.g. BM25's NDCG@10), or above ``upper``
 
 
 @dataclass
@@ -124,6 +126,8 @@ def _check(path: Path, cfg: StudyConfig) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"{path}: key {key}: {value!r} is not one of {list(allowed)}")
+    if cfg.pruner.kind == "threshold" and cfg.pruner.lower is None and cfg.pruner.upper is None:
+        raise ConfigError(f"{path}: key pruner.lower: a threshold pruner needs lower or upper")
     if cfg.latency_objective and cfg.pruner.kind != "none":
         raise ConfigError(
             f"{path}: key pruner.kind: Optuna cannot prune a multi-objective study "

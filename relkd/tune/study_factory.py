@@ -28,7 +28,7 @@ def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
 
 def make_pruner(cfg: StudyConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     """Median (stop below the median of earlier trials at the same epoch), Hyperband over
-    epochs, or none. Steps are validation epochs."""
+    epochs, a fixed threshold, or none. Steps are validation epochs."""
     p = cfg.pruner
     if p.kind == "median":
         return optuna.pruners.MedianPruner(
@@ -39,6 +39,10 @@ def make_pruner(cfg: StudyConfig, max_epochs: int) -> optuna.pruners.BasePruner:
             min_resource=p.min_epochs,
             max_resource=max(max_epochs, p.min_epochs),
             reduction_factor=p.reduction_factor,
+        )
+    if p.kind == "threshold":
+        return optuna.pruners.ThresholdPruner(
+            lower=p.lower, upper=p.upper, n_warmup_steps=p.warmup_epochs
         )
     return optuna.pruners.NopPruner()
 

@@ -68,6 +68,8 @@ class StudyWorker:
         self.cli_overrides = cli_overrides
         self.say = say
         self.failures_in_a_row = 0
+        self.failed_logs: list[str] = []
+        self.gave_up: str | None = None  # why this worker stopped early, if it did
         strategy = str(setup.base.trainer.strategy)
         if "ddp" in strategy and not is_database(setup.url):
             raise ConfigError(
@@ -142,6 +144,7 @@ class StudyWorker:
         seconds = time.perf_counter() - t0
         if proc.returncode != 0 or not result_file.is_file():
             self.say(f"trial {trial.number}: FAILED (exit {proc.returncode}); log: {log_file}")
+            self.failed_logs.append(str(log_file))
             raise TrialFailed(f"trial {trial.number}: exit {proc.returncode}; log: {log_file}")
         result = json.loads(result_file.read_text())
         if result["state"] == "pruned":
@@ -155,7 +158,10 @@ class StudyWorker:
         if trial.state == TrialState.FAIL:
             self.failures_in_a_row += 1
             if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                self.say(f"{self.failures_in_a_row} trials failed in a row: this worker stops")
+                self.gave_up = (
+                    f"study {self.setup.name!r}: {self.failures_in_a_row} trials failed in a row, "
+                    f"this worker stopped; last log: {self.failed_logs[-1]}"
+                )
                 study.stop()
                 return
         else:
