@@ -30,7 +30,9 @@ class Variant:
 class AblationConfig:
     name: str = "ablation"
     output_dir: str = "runs/ablations"  # runs under <output_dir>/<name>/<variant>/<fingerprint>
-    experiment: str = "experiments/quickstart.yaml"  # as given, beside this file, or in the repo
+    # as given, beside this file, else bundled (a name such as mkd/cross_encoder, or the
+    # repository path experiments/mkd/cross_encoder.yaml): pipeline_runner.experiment_path
+    experiment: str = "experiments/quickstart.yaml"
     overrides: list[str] = field(default_factory=list)  # every variant's, first
     seeds: list[int] = field(default_factory=lambda: [0])  # --seeds replaces it
     variants: list[Variant] = field(default_factory=list)

@@ -34,9 +34,12 @@ from relkd.config.experiment_config import (
     ExperimentConfig,
 )
 from relkd.errors import ConfigError
+from relkd.experiment_files import bundled_experiment, bundled_experiments, find_experiment
 
 BASE_NAME = "base.yaml"
-REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+# the experiments bundled with relkd (in a source checkout: the repository's experiments/)
+BUNDLED_EXPERIMENTS = bundled_experiments()
+REPO_EXPERIMENTS = BUNDLED_EXPERIMENTS  # the old name, still imported by relkd.terms.build_cli
 COMMAND_LINE = "command line"
 
 
@@ -59,7 +62,9 @@ def _read_yaml(path: Path) -> DictConfig:
 
 
 def _base_for(experiment: Path) -> Path | None:
-    for candidate in (experiment.parent / BASE_NAME, REPO_EXPERIMENTS / BASE_NAME):
+    """A base.yaml beside the experiment (a folder of one's own experiments may bring its own),
+    else the bundled one."""
+    for candidate in (experiment.parent / BASE_NAME, BUNDLED_EXPERIMENTS / BASE_NAME):
         if candidate.is_file():
             return candidate
     return None
@@ -67,7 +72,9 @@ def _base_for(experiment: Path) -> Path | None:
 
 def _with_parents(path: Path, conf: DictConfig, seen: tuple[Path, ...] = ()) -> list[Layer]:
     """``extends: other.yaml`` (relative to the file) layers that experiment first, so an
-    ablation holds only what it changes from the recipe it ablates."""
+    ablation holds only what it changes from the recipe it ablates. A name that is not beside
+    the file may be a bundled one (``extends: mkd/cross_encoder``), so a YAML of one's own can
+    build on a bundled recipe."""
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ConfigError(f"{path}: key extends: cycle ({chain})")
@@ -76,9 +83,12 @@ def _with_parents(path: Path, conf: DictConfig, seen: tuple[Path, ...] = ()) -> 
         return [Layer(str(path), conf)]
     if not isinstance(parent_name, str):
         raise ConfigError(f"{path}: key extends: must be a file name")
-    parent = path.parent / parent_name
-    if not parent.is_file():
-        raise ConfigError(f"{path}: key extends: {parent} not found")
+    beside = path.parent / parent_name
+    parent = beside if beside.is_file() else bundled_experiment(parent_name)
+    if parent is None:
+        raise ConfigError(
+            f"{path}: key extends: {beside} not found (nor a bundled experiment {parent_name!r})"
+        )
     parent_conf = _read_yaml(parent)
     parent_conf.pop("experiment", None)  # the experiment is named by the leaf file
     return [*_with_parents(parent, parent_conf, (*seen, path.resolve())), Layer(str(path), conf)]
@@ -101,9 +111,11 @@ def compose(
 ) -> DictConfig:
     """Load and validate an experiment; returns a read-only DictConfig on the schema.
 
-    ``with_base=False`` reads a file that is already complete, such as a run's saved config.yaml.
+    ``experiment`` is a file, or the name of a bundled one (``quickstart``, ``mkd/cross_encoder``:
+    see relkd.experiment_files). ``with_base=False`` reads a file that is already complete, such
+    as a run's saved config.yaml.
     """
-    path = Path(experiment)
+    path = find_experiment(experiment) if with_base else Path(experiment)
     layers: list[Layer] = []
     base = _base_for(path) if with_base else None
     if base is not None and base.resolve() != path.resolve():

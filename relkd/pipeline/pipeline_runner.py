@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
 from relkd.config import compose, to_container
 from relkd.errors import ConfigError
+from relkd.experiment_files import find_experiment
 from relkd.metrics.relevance_metrics import NDCG_KEY
 from relkd.pipeline.comparison_table import (
     SLICES,
@@ -33,7 +34,6 @@ from relkd.pipeline.comparison_table import (
 from relkd.pipeline.pipeline_config import PipelineConfig
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
 # settings that name where a run goes or how it reports, not what it computes
 _UNFINGERPRINTED = ("experiment", "output_dir", "version", "resume")
 _TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps")
@@ -49,11 +49,16 @@ class StepResult:
 
 
 def experiment_path(name: str, pipeline_file: Path) -> Path:
-    """An experiment named in a pipeline: as given (cwd), beside the pipeline, or in the repo."""
-    for candidate in (Path(name), pipeline_file.parent / name, REPO / name):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"{pipeline_file}: experiment {name} not found")
+    """An experiment named in a pipeline (or ablation, or study) file: as given (from the current
+    directory), beside that file, else bundled with relkd: a name (``mkd/cross_encoder``) or a
+    repository path (``experiments/mkd/cross_encoder.yaml``, as the bundled files write them)."""
+    beside = pipeline_file.parent / name
+    if not Path(name).is_file() and beside.is_file():
+        return beside
+    try:
+        return find_experiment(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{pipeline_file}: experiment {exc}") from None
 
 
 def step_fingerprint(cfg: DictConfig, extra: dict[str, Any] | None = None) -> str:
