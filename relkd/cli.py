@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from relkd.errors import RelkdError
+from relkd.experiment_files import experiment_arg
 
 
 def _seed_list(text: str) -> list[int]:
@@ -110,7 +111,7 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model from an experiment YAML")
-    train.add_argument("experiment", type=Path)
+    train.add_argument("experiment", type=experiment_arg())
     train.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_epochs=2")
     ev = sub.add_parser("eval", help="re-evaluate a run's checkpoint")
     ev.add_argument("run_dir", type=Path)
@@ -132,7 +133,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="teacher -> annotate -> students -> one comparison table (reuses finished steps)",
     )
     pipe.add_argument(
-        "pipeline", type=Path, help="a pipeline YAML, e.g. experiments/pipeline/quickstart.yaml"
+        "pipeline",
+        type=experiment_arg("pipeline"),
+        help="a pipeline YAML, e.g. experiments/pipeline/quickstart.yaml",
     )
     pipe.add_argument(
         "--seeds",
@@ -152,7 +155,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "(reuses finished runs)",
     )
     abl.add_argument(
-        "ablation", type=Path, help="an ablation YAML, e.g. experiments/ablations/mkd.yaml"
+        "ablation",
+        type=experiment_arg("ablations"),
+        help="an ablation YAML, e.g. experiments/ablations/mkd.yaml",
     )
     abl.add_argument(
         "--seeds",
@@ -178,7 +183,7 @@ def _add_teacher(sub: argparse._SubParsersAction) -> None:
     teacher = sub.add_parser("teacher", help="the LLM teacher: fine-tune it, write CoT targets")
     tsub = teacher.add_subparsers(dest="teacher_cmd", required=True)
     train = tsub.add_parser("train", help="fine-tune a teacher from an experiment YAML")
-    train.add_argument("experiment", type=Path)
+    train.add_argument("experiment", type=experiment_arg())
     train.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. teacher.mode=cot")
     cot = tsub.add_parser(
         "write-cot", help="ask an LLM for CoT targets with self-consistency (ELLM-rele)"
@@ -289,7 +294,9 @@ def _add_daily(sub: argparse._SubParsersAction) -> None:
         "one study through --storage)",
     )
     tune.add_argument(
-        "study", type=Path, help="a study YAML, e.g. experiments/studies/mkd_weights.yaml"
+        "study",
+        type=experiment_arg("studies"),
+        help="a study YAML or bundled name, e.g. experiments/studies/mkd_weights.yaml or mkd_weights",
     )
     tune.add_argument(
         "--storage",
@@ -298,6 +305,12 @@ def _add_daily(sub: argparse._SubParsersAction) -> None:
         "(default: the study YAML's, else sqlite under the study folder)",
     )
     tune.add_argument("--study-name", default=None, help="default: the study YAML's name")
+    tune.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the sampler's seed (default: the YAML's sampler.seed, else one per worker)",
+    )
     tune.add_argument(
         "--trials", type=int, default=None, help="finished trials the study should reach"
     )

@@ -225,7 +225,11 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
         b = tune(tmp_path, str(study_file), wait=False)
 
         def by(worker: subprocess.Popen, state: TrialState) -> list[optuna.trial.FrozenTrial]:
-            trials = optuna.load_study(study_name="shared", storage=url).get_trials(states=(state,))
+            try:
+                study = optuna.load_study(study_name="shared", storage=url)
+            except KeyError:  # no worker has created it yet
+                return []
+            trials = study.get_trials(states=(state,))
             return [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")]
 
         try:
@@ -235,7 +239,8 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
             a.wait()
             time.sleep(2)
             orphans = subprocess.run(
-                ["pgrep", "-f", f"--trial-id {killed._trial_id} "], capture_output=True
+                ["pgrep", "-f", "--", f"{study_file} .*--trial-id {killed._trial_id} "],
+                capture_output=True,
             )
             assert orphans.returncode == 1, "the killed worker's trial process outlived it"
             assert b.wait(timeout=600) == 0

@@ -65,11 +65,15 @@ class LoadedStudent:
     def scheme(self) -> LabelScheme:
         return self.dataset.scheme
 
-    def datamodule(self) -> QueryItemDataModule:
-        """The run's DataModule (no teacher cache), with its tokenized store open."""
-        data = OmegaConf.merge(self.cfg.data, NO_TEACHER)
-        cfg = OmegaConf.merge(self.cfg, {"data": data})
-        dm = build_datamodule(cfg, self.data_dir, self.spec)
+    def datamodule(self, data_dir: Path | None = None, **data: Any) -> QueryItemDataModule:
+        """The run's DataModule (no teacher cache), with its tokenized store open.
+
+        ``data_dir`` batches another dataset with this student's tokenizer (``relkd explain``'s
+        free text); ``data`` replaces ``data.*`` settings (e.g. ``cache_dir``).
+        """
+        merged = OmegaConf.merge(self.cfg.data, NO_TEACHER, data)
+        cfg = OmegaConf.merge(self.cfg, {"data": merged})
+        dm = build_datamodule(cfg, self.data_dir if data_dir is None else data_dir, self.spec)
         dm.prepare_data()
         dm.setup("test")
         return dm
@@ -90,8 +94,9 @@ def run_config(run_dir: str | Path) -> Any:
     return cfg
 
 
-def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The student's weights (``net.`` keys, prefix removed) of a Lightning checkpoint."""
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """Every weight of a Lightning checkpoint's state_dict (``net.``, and ``loss.`` for the
+    training-only heads some loss terms own)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, not a checkpoint, or unsafe pickled objects
@@ -100,10 +105,20 @@ def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return state
+
+
+def net_weights(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """The student's weights (``net.`` keys, prefix removed) of checkpoint ``path``'s state."""
     net = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     if not net:
         raise ConfigError(f"{path}: field state_dict has no net.* weights (not a student?)")
     return net
+
+
+def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The student's weights (``net.`` keys, prefix removed) of a Lightning checkpoint."""
+    return net_weights(checkpoint_state(path), path)
 
 
 def student_from_config(
@@ -148,8 +163,10 @@ def load_student(run_dir: str | Path, ckpt: str | Path = "best") -> LoadedStuden
 __all__ = [
     "LoadedStudent",
     "checkpoint_path",
+    "checkpoint_state",
     "load_student",
     "net_state_dict",
+    "net_weights",
     "run_config",
     "student_from_config",
     "student_kind",

@@ -18,6 +18,8 @@ def tune_from_args(args: argparse.Namespace) -> str:
     """Run (or resume) one worker of the study, then write its tables and, if asked, the best
     trial's experiment YAML; returns the text to print."""
     setup = study_setup(args.study, args.overrides, args.storage, args.study_name)
+    if args.seed is not None:
+        setup.cfg.sampler.seed = args.seed
     worker = StudyWorker(setup, list(args.overrides))
     study = worker.run(args.trials)
     text = write_tables(setup, study)
