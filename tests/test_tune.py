@@ -223,10 +223,11 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
         )
         a = tune(tmp_path, str(study_file), wait=False)
         b = tune(tmp_path, str(study_file), wait=False)
+        storage = optuna.storages.RDBStorage(url)  # one connection pool for all the polling
 
         def by(worker: subprocess.Popen, state: TrialState) -> list[optuna.trial.FrozenTrial]:
             try:
-                study = optuna.load_study(study_name="shared", storage=url)
+                study = optuna.load_study(study_name="shared", storage=storage)
             except KeyError:  # no worker has created it yet
                 return []
             trials = study.get_trials(states=(state,))

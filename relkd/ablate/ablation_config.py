@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from relkd.config.yaml_file import read_yaml
 from relkd.errors import ConfigError
 
 
@@ -83,14 +84,7 @@ def expand_variants(cfg: AblationConfig) -> list[ResolvedVariant]:
 def load_ablation(path: str | Path) -> AblationConfig:
     """Read and check an ablation YAML; a ConfigError names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: ablation file not found")
-    try:
-        raw = OmegaConf.load(path)
-    except Exception as exc:  # not YAML at all
-        raise ConfigError(f"{path}: not a valid ablation YAML ({exc})") from None
-    if not OmegaConf.is_dict(raw):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    raw = read_yaml(path, "ablation")
     variants = raw.pop("variants", None) or []
     key = "?"
     try:

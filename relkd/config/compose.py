@@ -33,13 +33,13 @@ from relkd.config.experiment_config import (
     TEACHER_MODES,
     ExperimentConfig,
 )
+from relkd.config.yaml_file import read_yaml
 from relkd.errors import ConfigError
 from relkd.experiment_files import bundled_experiment, bundled_experiments, find_experiment
 
 BASE_NAME = "base.yaml"
 # the experiments bundled with relkd (in a source checkout: the repository's experiments/)
 BUNDLED_EXPERIMENTS = bundled_experiments()
-REPO_EXPERIMENTS = BUNDLED_EXPERIMENTS  # the old name, still imported by relkd.terms.build_cli
 COMMAND_LINE = "command line"
 
 
@@ -50,15 +50,7 @@ class Layer:
 
 
 def _read_yaml(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found")
-    try:
-        conf = OmegaConf.load(path)
-    except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(conf, DictConfig):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return conf
+    return read_yaml(path, "experiment")
 
 
 def _base_for(experiment: Path) -> Path | None:

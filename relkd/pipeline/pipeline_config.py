@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from relkd.config.yaml_file import read_yaml
 from relkd.errors import ConfigError
 
 
@@ -69,10 +70,8 @@ class PipelineConfig:
 def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and check a pipeline YAML; a ConfigError names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: pipeline file not found")
+    raw = read_yaml(path, "pipeline")
     try:
-        raw = OmegaConf.load(path)
         students = raw.pop("students", [])
         cfg = OmegaConf.merge(OmegaConf.structured(PipelineConfig), raw)
         steps = [OmegaConf.merge(OmegaConf.structured(StudentStep), s) for s in students]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.errors import ConfigError, StaleArtifactError
+from relkd.errors import ConfigError, DataError, StaleArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,12 @@ def resolve_dataset(data_cfg: Any, build: bool = True) -> Path:
     if not build:
         raise ConfigError(f"{root}: synthetic dataset not built yet")
     log.info("building synthetic dataset %s at %s", params, root)
-    generate_dataset(SynthConfig(**params), root)
+    try:
+        generate_dataset(SynthConfig(**params), root)
+    except DataError:
+        if (root / "manifest.json").is_file():  # a parallel process (a tune worker) built it
+            return resolve_dataset(data_cfg, build=False)  # first: check it as any other
+        raise
     return root
 
 

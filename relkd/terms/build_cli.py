@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from relkd.config.compose import REPO_EXPERIMENTS, compose
+from relkd.config.compose import BUNDLED_EXPERIMENTS, compose
 from relkd.terms.vocab import add_terms
 
-DEFAULT_EXPERIMENT = REPO_EXPERIMENTS / "quickstart.yaml"
+DEFAULT_EXPERIMENT = BUNDLED_EXPERIMENTS / "quickstart.yaml"
 EXAMPLES = 8
 CHUNK = 8192
 

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from relkd.config.yaml_file import read_yaml
 from relkd.errors import ConfigError
 from relkd.losses.registry import LABEL_TERMS, SCORE_KD_TERMS
 
@@ -170,14 +171,7 @@ def _check(path: Path, cfg: StudyConfig) -> None:
 def load_study_config(path: str | Path) -> StudyConfig:
     """Read and check a study YAML; a ConfigError names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study file not found")
-    try:
-        raw = OmegaConf.load(path)
-    except Exception as exc:  # not YAML at all
-        raise ConfigError(f"{path}: not a valid study YAML ({exc})") from None
-    if not OmegaConf.is_dict(raw):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    raw = read_yaml(path, "study")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), raw)
         cfg: StudyConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
