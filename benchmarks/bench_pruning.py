@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pruning-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"workdir {workdir}; {args.trials} trials x {args.epochs} epochs per study", flush=True)
     rows = [run_study(workdir, name, args) for name in args.pruners.split(",")]
     base = next((r for r in rows if r["pruner"] == "none"), rows[0])

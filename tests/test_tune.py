@@ -127,7 +127,9 @@ def test_journal_storage_runs_a_study_and_refuses_ddp(tmp_path: Path) -> None:
 
 # ---- whole studies ------------------------------------------------------------------------------
 def _tiny(tmp: Path, data_root: Path, **extra: object) -> list[str]:
-    return tiny_overrides(tmp / "unused", data_root, **extra)
+    """The shared tiny run, cut to 8 steps an epoch: these tests measure the study machinery,
+    not what a trial learns."""
+    return tiny_overrides(tmp / "unused", data_root, **{"trainer.limit_train_batches": 8, **extra})
 
 
 def test_ddp_study_prunes_resumes_and_exports_best(tmp_path: Path, shared_data_root: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from relkd.report.figures.figure_canvas import panel_grid
+from relkd.report.figures.figure_canvas import panel_grid, panel_title
 from relkd.report.teacher_agreement import Agreement
 
 
@@ -36,5 +36,6 @@ def draw_agreement(agreements: Sequence[Agreement]) -> Figure:
         ax.set_yticks(range(k), ticks, fontsize=8)
         ax.set_xlabel("student argmax", fontsize=8)
         ax.set_ylabel("teacher argmax", fontsize=8)
-        ax.set_title(f"{agr.run}\n{agr.pairs} pairs, {agr.rate:.1%} agree", fontsize=9)
+        title = f"{panel_title(agr.run)}\n{agr.pairs} pairs, {agr.rate:.1%} agree"
+        ax.set_title(title, fontsize=8)
     return fig

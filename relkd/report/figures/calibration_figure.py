@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from relkd.report.figures.figure_canvas import panel_grid, run_colors
+from relkd.report.figures.figure_canvas import panel_grid, panel_title, run_colors
 from relkd.report.reliability_bins import ReliabilityBins
 
 
@@ -35,6 +35,6 @@ def draw_calibration(diagrams: Sequence[tuple[str, ReliabilityBins]]) -> Figure:
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (max class prob)", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
-        ax.set_title(f"{name}\n{int(bins.count.sum())} pairs", fontsize=9)
+        ax.set_title(f"{panel_title(name)}\n{int(bins.count.sum())} pairs", fontsize=8)
         ax.legend(loc="upper left", fontsize=8)
     return fig

@@ -4,6 +4,7 @@ so the report renders the same on a headless CI machine, in a worker or inside a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,21 @@ def panel_grid(
     for ax in axes[count:]:
         ax.set_visible(False)
     return fig, axes[:count]
+
+
+def panel_title(name: str, width: int = 36) -> str:
+    """A run name wrapped to a panel's width (long run folder names overran their neighbours),
+    broken after ``/``, ``-`` or a space where it can be."""
+    lines, line = [], ""
+    for part in re.split(r"(?<=[/\- ])", name):
+        while len(part) > width:  # one part longer than a line: cut it
+            lines.append(line + part[: width - len(line)])
+            part, line = part[width - len(line) :], ""
+        if len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join([*lines, line] if line else lines)
 
 
 def run_colors(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
