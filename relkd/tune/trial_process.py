@@ -63,18 +63,18 @@ def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
     print(f"trial {trial.number} rank {rank}: {' '.join(overrides)}", flush=True)
     cfg = setup.trial_config(trial.params, trial.number)
     run_dir = setup.run_dir(trial.number)
-    if len(study.directions) > 1:  # Optuna takes no intermediate values: nothing to prune on
-        run_dir = run_training(cfg)
-        values = objective_values(setup, run_dir) if is_launcher_rank_zero() else None
-        return {"state": "complete", "values": values, "run_dir": str(run_dir)}
-    pruning = PyTorchLightningPruningCallback(trial, monitor=setup.cfg.metric)
+    callbacks: list[L.Callback] = []
+    after_fit = None
+    if len(study.directions) == 1:  # multi-objective: Optuna takes no intermediate values
+        pruning = PyTorchLightningPruningCallback(trial, monitor=setup.cfg.metric)
+        callbacks.append(pruning)
 
-    def after_fit(trainer: L.Trainer) -> None:
-        trainer.strategy.barrier()  # rank 0 has stored the pruning decision for every rank
-        pruning.check_pruned()
+        def after_fit(trainer: L.Trainer) -> None:
+            trainer.strategy.barrier()  # rank 0 has stored the pruning decision for every rank
+            pruning.check_pruned()
 
     try:
-        run_dir = run_training(cfg, callbacks=[pruning], after_fit=after_fit)
+        run_dir = run_training(cfg, callbacks=callbacks, after_fit=after_fit)
     except optuna.TrialPruned as exc:
         return {"state": "pruned", "values": None, "run_dir": str(run_dir), "reason": str(exc)}
     values = objective_values(setup, run_dir) if is_launcher_rank_zero() else None
