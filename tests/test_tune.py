@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from optuna.trial import TrialState
 from relkd.cli import main
 from relkd.config import compose
 from relkd.tune.search_space import SearchSpace, simplex_point
-from relkd.tune.study_config import HeartbeatConfig, SearchSpaceConfig
+from relkd.tune.study_config import HeartbeatConfig, SearchSpaceConfig, load_study_config
+from relkd.tune.study_factory import make_pruner
 from relkd.tune.study_setup import study_setup
 from relkd.tune.study_storage import open_storage
 from relkd.tune.study_worker import StudyWorker
@@ -112,6 +114,29 @@ def test_shipped_studies_compose_a_drawn_trial(path: Path) -> None:
     for term, weight in setup.space.weights(trial.params).items():
         assert cfg.loss.weights[term] == pytest.approx(weight)
     assert cfg.output_dir == str(setup.study_dir)
+
+
+@pytest.mark.parametrize("kind", ["median", "hyperband", "threshold"])
+def test_no_pruner_prunes_the_final_epoch(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial pruned at its last epoch has paid for every epoch and loses its result, so the
+    last step is kept whatever Optuna's rule says; the pruner keeps Optuna's class (TPE reads
+    Hyperband's brackets by it)."""
+    cfg = load_study_config(
+        write_study(
+            Path(tempfile.mkdtemp()) / "s.yaml",
+            pruner={"kind": kind, "lower": 0.9},
+            space={"temperature": {"low": 1, "high": 2}},
+        )
+    )
+    pruner = make_pruner(cfg, max_epochs=4)
+    library = type(pruner).__mro__[2]
+    assert library.__module__.startswith("optuna.") and isinstance(pruner, library)
+    monkeypatch.setattr(library, "prune", lambda self, study, trial: True)  # always "prune"
+    trial = optuna.create_study(pruner=pruner).ask()
+    trial.report(0.1, 2)
+    assert trial.should_prune()
+    trial.report(0.1, 3)
+    assert not trial.should_prune()
 
 
 def test_journal_storage_runs_a_study_and_refuses_ddp(tmp_path: Path) -> None:
