@@ -4,7 +4,6 @@ the report can trust what it is given."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from relkd.errors import DataError
+from relkd.report.json_object import read_json_object
 from relkd.report.serving_record import ServingRecord, read_serving
 
 METRICS_FILE = "metrics.json"
@@ -60,19 +60,9 @@ class RunRecord:
         return OmegaConf.select(self.config, key, default=default)
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def read_metrics(path: Path) -> dict[str, Any]:
     """``metrics.json``; each evaluated split must be a metrics result with an ``overall``."""
-    metrics = _read_json_object(path)
+    metrics = read_json_object(path)
     for split in ("val", "test"):
         if split not in metrics:
             continue

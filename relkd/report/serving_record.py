@@ -4,13 +4,13 @@ Only ``ms_per_pair`` is required for the quality-against-latency chart; the rest
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from relkd.errors import DataError
+from relkd.report.json_object import read_json_object
 
 SERVING_FILE = "serving.json"
 
@@ -44,12 +44,7 @@ def read_serving(run_dir: Path) -> ServingRecord | None:
     path = Path(run_dir) / SERVING_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
+    data = read_json_object(path)
     ms = data.get("ms_per_pair")
     if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms) or ms <= 0:
         raise DataError(f"{path}: key ms_per_pair: expected a positive number, got {ms!r}")
