@@ -17,6 +17,17 @@ def _seed_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
+def _add_seeds(parser: argparse.ArgumentParser, each: str) -> None:
+    """``--seeds 0,1,2`` of pipeline and ablate: the file's seeds unless given."""
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        help=f"comma-separated, e.g. 0,1,2: {each} once per seed (mean ± std); "
+        "default: the file's seeds",
+    )
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build, import, download and validate datasets")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
@@ -137,13 +148,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=experiment_arg("pipeline"),
         help="a pipeline YAML, e.g. experiments/pipeline/quickstart.yaml",
     )
-    pipe.add_argument(
-        "--seeds",
-        type=_seed_list,
-        default=None,
-        help="comma-separated, e.g. 0,1,2: train each student once per seed (mean ± std); "
-        "default: the file's seeds",
-    )
+    _add_seeds(pipe, "train each student")
     pipe.add_argument(
         "overrides",
         nargs="*",
@@ -159,13 +164,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=experiment_arg("ablations"),
         help="an ablation YAML, e.g. experiments/ablations/mkd.yaml",
     )
-    abl.add_argument(
-        "--seeds",
-        type=_seed_list,
-        default=None,
-        help="comma-separated, e.g. 0,1,2: run each variant once per seed (mean ± std); "
-        "default: the file's seeds",
-    )
+    _add_seeds(abl, "run each variant")
     abl.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     abl.add_argument(
         "overrides",
