@@ -162,6 +162,7 @@ class ModelConfig:
     tiny_heads: int = 2
     encoder_layers: int | None = None  # keep only the first k layers (a smaller student)
     freeze_embeddings: bool = False  # keep the pretrained word-embedding table fixed
+    attn_implementation: str = "sdpa"  # sdpa | eager: the encoder's attention kernel
     two_tower: TwoTowerSettings = field(default_factory=TwoTowerSettings)
     berm: BermSettings = field(default_factory=BermSettings)
     seminar: SeminarSettings = field(default_factory=SeminarSettings)
@@ -289,6 +290,14 @@ class OptimConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     scheduler: str = "linear"  # linear | constant
+    fused: bool = True  # fused AdamW kernel where the device supports it
+
+
+@dataclass
+class FsdpSettings:
+    sharding_strategy: str = "FULL_SHARD"  # FULL_SHARD | SHARD_GRAD_OP | HYBRID_SHARD | NO_SHARD
+    activation_checkpointing: bool = False  # recompute each wrapped decoder layer in backward
+    cpu_offload: bool = False
 
 
 @dataclass
@@ -309,6 +318,8 @@ class TrainerConfig:
     limit_test_batches: int | float | None = None
     deterministic: bool = True
     enable_progress_bar: bool = True
+    compile: bool = False  # torch.compile the net (pays only for long runs)
+    fsdp: FsdpSettings = field(default_factory=lambda: FsdpSettings())
 
 
 @dataclass
@@ -322,6 +333,7 @@ class EarlyStoppingConfig:
 class CheckpointConfig:
     monitor: str = "val/ndcg@10"
     mode: str = "max"
+    every_n_train_steps: int | None = None  # also save last.ckpt every n optimiser steps
 
 
 @dataclass
