@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from relkd.config import compose, save, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.runs.fsdp_strategy import build_strategy
+from relkd.runs.launch import Launch, detect_launch, rank_zero_first
 from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 from relkd.runs.run_report import RunReport
 from relkd.runs.run_setup import RunSetup, setup_run
@@ -37,13 +40,7 @@ TRAINER_KEYS_OPTIONAL = (
 
 def is_launcher_rank_zero() -> bool:
     """True in the process the user started, or global rank 0 under torchrun / SLURM."""
-    rank = (
-        os.environ.get("RANK")
-        or os.environ.get("SLURM_PROCID")
-        or os.environ.get("LOCAL_RANK")
-        or "0"
-    )
-    return int(rank) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    return detect_launch().is_rank_zero
 
 
 def has_labelled(dataset: CanonicalDataset, split: str) -> bool:
@@ -60,12 +57,13 @@ def dataset_info(
     return {"root": str(data_dir), "name": dataset.manifest.name, "tables_read": tables_read}
 
 
-def trainer_kwargs(t: Any) -> dict[str, Any]:
+def trainer_kwargs(t: Any, module: L.LightningModule | None = None) -> dict[str, Any]:
+    """``L.Trainer`` arguments from ``trainer``; ``fsdp`` wraps ``module``'s transformer blocks."""
     kwargs = {
         "accelerator": t.accelerator,
         "devices": t.devices,
         "num_nodes": t.num_nodes,
-        "strategy": t.strategy,
+        "strategy": build_strategy(t, module) if module is not None else t.strategy,
         "precision": t.precision,
         "max_epochs": t.max_epochs,
         "max_steps": t.max_steps,
@@ -134,24 +132,68 @@ def _run(
     extra_callbacks: tuple[L.Callback, ...] = (),
     after_fit: Callable[[L.Trainer], None] | None = None,
 ) -> Path:
+    launch = detect_launch()
     resume = _resume_dir(cfg) if cfg.resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data_dir = resolve_dataset(cfg.data, build=is_launcher_rank_zero())
-    dataset = CanonicalDataset(data_dir)
-    # Before a run folder is claimed: a table edited since its manifest is refused up front.
-    tables_read = dataset.verify()
-    resume_ckpt: Path | None = None
-    if resume is not None:
-        run_dir, resume_ckpt = resume
-        os.environ[VERSION_ENV] = run_dir.name
-    else:
-        run_dir = choose_run_dir(
-            cfg.output_dir, cfg.experiment, cfg.version, claim=is_launcher_rank_zero()
+
+    def claim() -> tuple[Path, Path]:
+        """Rank 0: build the dataset if missing, refuse an edited one, take a run folder."""
+        data_dir = resolve_dataset(cfg.data, build=launch.is_rank_zero)
+        # Before a run folder is claimed: a table edited since its manifest is refused up front.
+        CanonicalDataset(data_dir).verify()
+        if resume is not None:
+            return data_dir, resume[0]
+        return data_dir, choose_run_dir(
+            cfg.output_dir, cfg.experiment, cfg.version, claim=launch.is_rank_zero
         )
+
+    data_dir, run_dir = rank_zero_first(launch, claim)
+    os.environ[VERSION_ENV] = run_dir.name  # ranks Lightning starts take the same folder
+    fresh = resume is None and launch.is_rank_zero
+    try:
+        return _train(cfg, launch, data_dir, run_dir, resume, extra_callbacks, after_fit)
+    except BaseException:
+        if fresh:
+            _discard_unfinished(run_dir)
+        raise
+
+
+def _discard_unfinished(run_dir: Path) -> None:
+    """A new run that failed before its first checkpoint leaves no folder behind (nothing in it
+    could be resumed or compared); one with a checkpoint is kept for ``resume=``."""
+    if any((run_dir / "checkpoints").glob("*.ckpt")):
+        log.warning("run stopped early; %s is kept: continue it with resume=%s", run_dir, run_dir)
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train(
+    cfg: DictConfig,
+    launch: Launch,
+    data_dir: Path,
+    run_dir: Path,
+    resume: tuple[Path, Path] | None,
+    extra_callbacks: tuple[L.Callback, ...],
+    after_fit: Callable[[L.Trainer], None] | None,
+) -> Path:
+    dataset = CanonicalDataset(data_dir)
+    tables_read = dataset.verify()
+    resume_ckpt = resume[1] if resume is not None else None
     config = to_container(cfg)
     eval_splits = tuple(cfg.eval.splits)
-    setup = setup_run(cfg, data_dir, dataset, eval_splits)
-    if is_launcher_rank_zero():
+    prepared: list[RunSetup] = []
+
+    def prepare_artifacts() -> None:
+        """Rank 0 builds the tokenized store (graph, sequences, terms) before the others
+        open it; under torchrun/SLURM they would otherwise race to build it."""
+        prepared.append(setup_run(cfg, data_dir, dataset, eval_splits))
+        prepared[0].datamodule.prepare_data()
+
+    if launch.external:
+        rank_zero_first(launch, prepare_artifacts)
+    setup = prepared[0] if prepared else setup_run(cfg, data_dir, dataset, eval_splits)
+    setup.datamodule.prepare_data_per_node = False  # one build per job, not one per node
+    if launch.is_rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save(cfg, run_dir / "config.yaml")
         info = {
@@ -188,8 +230,25 @@ def _run(
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # best.ckpt / last.ckpt are overwritten, never -v1 copies
     )
+    from relkd.runs.resume_state import AtomicCheckpointIO, ResumeState
+
     callbacks: list[L.Callback] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
+    if cfg.checkpoint.every_n_train_steps:
+        # last.ckpt only, every n optimiser steps (a kill loses at most n); best.ckpt stays the
+        # monitored callback's alone. Both write the one last.ckpt (no version counter).
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                monitor=None,
+                save_top_k=0,
+                save_last=True,
+                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+                enable_version_counter=False,
+            )
+        )
+    callbacks.append(ResumeState())
     if cfg.early_stopping.enabled and monitor is not None:
         callbacks.append(
             EarlyStopping(
@@ -206,12 +265,13 @@ def _run(
     callbacks.extend(setup.callbacks(run_dir))
     callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
-        **trainer_kwargs(cfg.trainer),
+        **trainer_kwargs(cfg.trainer, module),
         logger=logger,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the DataModule's samplers shard across ranks themselves
+        plugins=[AtomicCheckpointIO()],  # a kill mid-write never leaves a truncated checkpoint
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
     if after_fit is not None:
