@@ -222,3 +222,40 @@ def test_fsdp_wraps_each_decoder_layer_of_the_lora_teacher() -> None:
     assert "BertLayer" in names and names <= {"BertLayer", "BertEmbeddings"}
     layers = [m for m in lora.modules() if type(m).__name__ == "BertLayer"]
     assert len(layers) == 6  # MiniLM-L6: one FSDP unit per decoder layer
+
+
+@pytest.mark.slow
+def test_srun_style_ranks_share_one_dataset_and_run_folder(tmp_path: Path) -> None:
+    """The SLURM path without SLURM: two processes with the variables ``srun`` sets."""
+    args = tiny_overrides(
+        tmp_path / "runs",
+        tmp_path / "data",
+        **{"trainer.devices": 2, "trainer.strategy": "ddp", "data.synthetic.pairs": 600},
+    )
+    base = {k: v for k, v in clean_env().items() if not k.startswith("SLURM_")}
+    base |= {
+        "OMP_NUM_THREADS": "1",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_NAME": "relkd",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NODELIST": "localhost",
+        "MASTER_PORT": str(free_port()),
+    }
+    cmd = [sys.executable, "-m", "relkd.cli", "train", str(QUICKSTART), *args]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=base | {"SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:] + errs[1][-3000:]
+    assert [p.name for p in (tmp_path / "runs" / "quickstart").iterdir()] == ["version_0"]
+    assert len(list((tmp_path / "data" / "datasets").iterdir())) == 1
