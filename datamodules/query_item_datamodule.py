@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
@@ -26,6 +27,7 @@ from datamodules.prompt_store import PromptSpec, PromptStore
 from datamodules.samplers import (
     LengthBucketBatchSampler,
     QueryGroupedBatchSampler,
+    ResumableLoader,
     SequentialBatchSampler,
     ShardedBatchSampler,
 )
@@ -600,7 +602,11 @@ class QueryItemDataModule(pl.LightningDataModule):
             if split == "train" and self._events is not None
             else PairDataset(self.rows(split))
         )
-        return DataLoader(
+        # The train loader keeps its place in the epoch across a resume. Every loader draws its
+        # worker seeds from its own generator, not the global one, so starting a loader pass
+        # mid-epoch (a resumed run) leaves the dropout RNG where an uninterrupted run has it.
+        cls = ResumableLoader if split == "train" else DataLoader
+        return cls(
             dataset,
             sampler=sampler,
             batch_size=None,
@@ -608,6 +614,7 @@ class QueryItemDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

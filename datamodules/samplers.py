@@ -17,14 +17,22 @@ They subclass ``DistributedSampler`` (without its __init__) so that Lightning se
 already distributed, does not inject its own sampler, and calls ``set_epoch`` each epoch. The
 DataLoader takes them as ``sampler`` with ``batch_size=None``: the dataset is indexed with a whole
 list of indices at once and collation is vectorised.
+
+Mid-epoch resume: the training loader is a ``ResumableLoader``. Lightning saves its
+``state_dict()`` (epoch, batches served) with every checkpoint and, when it resumes inside that
+epoch, calls ``load_state_dict()`` before the first batch; the sampler then skips the batches this
+rank already trained on (every rank skips the same count of its own batches), so a resumed run
+sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 
@@ -52,9 +60,16 @@ class ShardedBatchSampler(DistributedSampler):
         self.epoch = 0
         self.shuffle = False
         self.drop_last = False
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def skip_next(self, batches: int) -> None:
+        """Start the next pass ``batches`` batches into this rank's shard (mid-epoch resume)."""
+        if batches < 0:
+            raise ValueError(f"cannot skip {batches} batches")
+        self._skip = int(batches)
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch])
@@ -75,12 +90,50 @@ class ShardedBatchSampler(DistributedSampler):
         return padded[self.rank :: r]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.shard(self.global_batches()):
+        skip, self._skip = self._skip, 0
+        for batch in self.shard(self.global_batches())[skip:]:
             yield batch.tolist()
 
     def __len__(self) -> int:
         n = self.num_global_batches()
         return -(-n // self.num_replicas) if n else 0
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a ``ShardedBatchSampler`` whose place in the epoch survives a kill.
+
+    Lightning treats a train loader with ``state_dict``/``load_state_dict`` as stateful: it
+    stores the state in every checkpoint and loads it back on a mid-epoch resume. The position
+    is counted here, in batches handed to the training loop, not in the sampler, which worker
+    processes read ahead of the loop. The pass is a generator, so nothing is drawn before the
+    loop asks for the first batch, by which time Lightning has set the epoch being resumed.
+    """
+
+    sampler: ShardedBatchSampler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, ShardedBatchSampler):
+            raise TypeError("ResumableLoader needs a ShardedBatchSampler as its sampler")
+        self._epoch = 0
+        self._served = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) from a checkpoint
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        epoch = self.sampler.epoch
+        start = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        self._resume = None
+        self.sampler.skip_next(start)
+        self._epoch, self._served = epoch, start
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["batches"]))
 
 
 class LengthBucketBatchSampler(ShardedBatchSampler):

@@ -318,9 +318,10 @@ class TeacherCache:
         changed = [t for t in sorted(set(want) | set(have)) if want.get(t) != have.get(t)]
         if changed:
             raise StaleArtifactError(
-                f"{self.root}: teacher cache is stale: dataset table(s) {changed} changed since it "
-                f"was written (sha256 in {self.root / MANIFEST} differs); re-run the teacher "
-                "annotation or point at the matching dataset"
+                f"{self.root}: teacher cache is stale: field dataset.tables of "
+                f"{self.root / MANIFEST} records other sha256s for {changed} (written for another "
+                "dataset, or before these tables changed); re-run the teacher annotation or point "
+                "at the matching dataset"
             )
         if ds is not None:
             ds_pid = np.sort(ds.table("pairs", ["pair_id"]).column("pair_id").to_numpy())

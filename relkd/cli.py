@@ -4,12 +4,52 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from relkd.errors import RelkdError
 from relkd.experiment_files import experiment_arg
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with relkd's one-line errors: ``relkd: error: <command>: <message>`` and exit
+    code 2, like every other refusal (argparse's default prints the whole usage first).
+    Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"relkd: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(
+    kind: Callable[[str], float], low: float | None = None, high: float | None = None
+) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite ``kind`` (int or float) in ``[low, high]``: a value
+    out of range is a usage error naming the option, not a silent nonsense run."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid ... value"
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+NONNEG_INT = _number(int, 0)
+NONNEG_FLOAT = _number(float, 0.0)
+UNIT_FLOAT = _number(float, 0.0, 1.0)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -34,13 +74,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
     synth = dsub.add_parser("synth", help="generate the embedded synthetic catalogue")
     synth.add_argument("--out", required=True, type=Path, help="dataset folder to create")
-    synth.add_argument("--pairs", type=int, default=20_000, help="labelled query-item pairs")
+    synth.add_argument(
+        "--pairs", type=POSITIVE_INT, default=20_000, help="labelled query-item pairs"
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--scheme", choices=["esci", "wands"], default="esci")
-    synth.add_argument("--noise", type=float, default=0.05, help="annotator noise rate")
+    synth.add_argument("--noise", type=UNIT_FLOAT, default=0.05, help="annotator noise rate")
     synth.add_argument(
         "--unlabeled-ratio",
-        type=float,
+        type=NONNEG_FLOAT,
         default=5.0,
         help="unlabelled pool size as a multiple of labelled pairs",
     )
@@ -116,8 +158,10 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
         help="metrics.json path, never inside DATA "
         "(default: runs/bm25/<DATA folder name>/<split>/metrics.json under the current directory)",
     )
-    bm25.add_argument("--k1", type=float, default=1.5)
-    bm25.add_argument("--b", type=float, default=0.75)
+    bm25.add_argument(
+        "--k1", type=NONNEG_FLOAT, default=1.5, help="term-frequency saturation, >= 0"
+    )
+    bm25.add_argument("--b", type=UNIT_FLOAT, default=0.75, help="length normalisation, in [0, 1]")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -165,7 +209,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="an ablation YAML, e.g. experiments/ablations/mkd.yaml",
     )
     _add_seeds(abl, "run each variant")
-    abl.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    abl.add_argument("--jobs", type=POSITIVE_INT, default=1, help="runs at once (default 1)")
     abl.add_argument(
         "overrides",
         nargs="*",
@@ -190,12 +234,14 @@ def _add_teacher(sub: argparse._SubParsersAction) -> None:
     cot.add_argument("--model", required=True, help="Hugging Face causal LM id or local path")
     cot.add_argument("--data", required=True, type=Path, help="canonical dataset folder")
     cot.add_argument("--out", required=True, type=Path, help="JSONL file to write")
-    cot.add_argument("--samples", type=int, default=5, help="k samples per pair (majority vote)")
+    cot.add_argument(
+        "--samples", type=POSITIVE_INT, default=5, help="k samples per pair (majority vote)"
+    )
     cot.add_argument("--splits", default="train", help="comma-separated splits to annotate")
-    cot.add_argument("--limit", type=int, default=None, help="at most this many pairs")
-    cot.add_argument("--temperature", type=float, default=0.7)
-    cot.add_argument("--max-new-tokens", type=int, default=64)
-    cot.add_argument("--batch-size", type=int, default=8)
+    cot.add_argument("--limit", type=POSITIVE_INT, default=None, help="at most this many pairs")
+    cot.add_argument("--temperature", type=NONNEG_FLOAT, default=0.7)
+    cot.add_argument("--max-new-tokens", type=POSITIVE_INT, default=64)
+    cot.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     cot.add_argument(
         "--decoding",
         choices=["free", "guided"],
@@ -220,7 +266,7 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
     ann.add_argument("--pool", action="store_true", help="also the unlabelled pool")
     ann.add_argument(
         "--pool-ratio",
-        type=float,
+        type=NONNEG_FLOAT,
         default=None,
         metavar="R",
         help="only a fixed, nested subset of the pool: R x the labelled train pairs (implies "
@@ -239,8 +285,10 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
         help="i/n: annotate shard i of n (by pair_id); env: from SLURM_ARRAY_TASK_ID/COUNT or "
         "torchrun's RANK/WORLD_SIZE",
     )
-    ann.add_argument("--batch-size", type=int, default=32)
-    ann.add_argument("--part-size", type=int, default=2048, help="pairs per committed part")
+    ann.add_argument("--batch-size", type=POSITIVE_INT, default=32)
+    ann.add_argument(
+        "--part-size", type=POSITIVE_INT, default=2048, help="pairs per committed part"
+    )
     ann.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ann.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     ann.add_argument(
@@ -250,8 +298,12 @@ def _add_annotate(tsub: argparse._SubParsersAction) -> None:
         help="also store a pooled hidden state (fp16) for intermediate-layer distillation",
     )
     ann.add_argument("--no-cot", action="store_true", help="verdicts only, no CoT text")
-    ann.add_argument("--max-new-tokens", type=int, default=None, help="CoT budget override")
-    ann.add_argument("--limit", type=int, default=None, help="at most this many pairs (smoke runs)")
+    ann.add_argument(
+        "--max-new-tokens", type=POSITIVE_INT, default=None, help="CoT budget override"
+    )
+    ann.add_argument(
+        "--limit", type=POSITIVE_INT, default=None, help="at most this many pairs (smoke runs)"
+    )
     ann.add_argument("--prompt-cache", type=Path, default=Path("data_cache/prompts"))
     ann.add_argument("--no-finalize", action="store_true", help="unsharded: skip finalize")
     ann.add_argument("--quiet", action="store_true", help="no progress output")
@@ -311,7 +363,7 @@ def _add_daily(sub: argparse._SubParsersAction) -> None:
         help="the sampler's seed (default: the YAML's sampler.seed, else one per worker)",
     )
     tune.add_argument(
-        "--trials", type=int, default=None, help="finished trials the study should reach"
+        "--trials", type=NONNEG_INT, default=None, help="finished trials the study should reach"
     )
     tune.add_argument(
         "--export-best",
@@ -346,7 +398,7 @@ def _add_daily(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="relkd", description=__doc__)
+    parser = _Parser(prog="relkd", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
     _add_baseline(sub)
@@ -546,8 +598,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except RelkdError as exc:
-        print(f"relkd: error: {exc}", file=sys.stderr)
+        print(f"relkd: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a wrapped third-party reason (a YAML parser's three-line
+    position report) is joined with ``; `` so every refusal stays one ``relkd: error:`` line."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.config import compose, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.errors import ConfigError
+from relkd.data.label_scheme import LabelScheme
+from relkd.errors import ConfigError, DataError, RelkdError
+from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.run_report import RunReport
@@ -73,21 +75,51 @@ def evaluate_run(
                 f"--perturb: perturbs the test queries; use --split test, not {split}"
             )
     overrides = ["trainer.devices=1", "trainer.strategy=auto", "trainer.num_nodes=1"]
-    if data is not None:
-        overrides += ["data.kind=path", f"data.path={data}"]
     cfg = compose(config_path, overrides, with_base=False)
     path = checkpoint_path(run_dir, ckpt)
+    state = checkpoint_state(path)  # refuse a foreign, truncated or unsafe file up front
+    if data is not None:
+        run_scheme = _run_scheme(cfg)
+        cfg = compose(config_path, [*overrides, "data.kind=path", f"data.path={data}"], False)
     data_dir = resolve_dataset(cfg.data, build=False)
     dataset = CanonicalDataset(data_dir)
-    metrics = _evaluate(cfg, path, data_dir, dataset, split, run_dir / "eval")
+    if data is not None:
+        _check_scheme(run_scheme, data_dir, dataset, run_dir)
+    metrics = _evaluate(cfg, path, state, data_dir, dataset, split, run_dir / "eval")
     if not kinds:
         return metrics
-    return _evaluate_perturbed(cfg, path, data_dir, dataset, kinds, perturb_seed, run_dir, metrics)
+    return _evaluate_perturbed(
+        cfg, path, state, data_dir, dataset, kinds, perturb_seed, run_dir, metrics
+    )
+
+
+def _run_scheme(cfg: DictConfig) -> LabelScheme | None:
+    """The label scheme of the dataset the run was trained on; None when it is gone."""
+    try:
+        return CanonicalDataset(resolve_dataset(cfg.data, build=False)).scheme
+    except RelkdError:
+        return None
+
+
+def _check_scheme(
+    run_scheme: LabelScheme | None, data_dir: Path, dataset: CanonicalDataset, run_dir: Path
+) -> None:
+    """``--data`` must share the run's label scheme: a head trained on ESCI's four labels cannot
+    score WANDS' three (load_state_dict would fail with a size-mismatch traceback)."""
+    scheme = dataset.scheme
+    if run_scheme is None or run_scheme.name == scheme.name:
+        return
+    raise DataError(
+        f"{data_dir / 'manifest.json'}: --data: field label_scheme is {scheme.name} "
+        f"({len(scheme.labels)} labels), but run {run_dir} was trained on {run_scheme.name} "
+        f"({len(run_scheme.labels)} labels); pass a --data dataset with the {run_scheme.name} label scheme"
+    )
 
 
 def _evaluate(
     cfg: DictConfig,
     path: Path,
+    state: dict[str, Any],
     data_dir: Path,
     dataset: CanonicalDataset,
     split: str,
@@ -117,6 +149,8 @@ def _evaluate(
         setup = setup_run(data_cfg, data_dir, dataset, splits)
         dm, module, name = setup.datamodule, setup.module, setup.name
     dm.test_splits = splits
+    target = f"the {name} built for {data_dir} ({dataset.scheme.name} labels)"
+    check_state_fits(path, state, module.state_dict(), target)
     out = eval_dir / f"{data_dir.name}-{split}" / "metrics.json"
     extra = {"checkpoint": str(path), "dataset": str(data_dir), "tables_read": tables_read}
     report = RunReport(out, to_container(data_cfg), extra=extra)
@@ -129,7 +163,7 @@ def _evaluate(
         enable_progress_bar=cfg.trainer.enable_progress_bar,
         use_distributed_sampler=False,
     )
-    trainer.test(module, datamodule=dm, ckpt_path=str(path), verbose=False)
+    trainer.test(module, datamodule=dm, ckpt_path=str(path), verbose=False, weights_only=True)
     metrics = json.loads(out.read_text())
     from relkd.metrics.report import format_metrics_table
 
@@ -156,6 +190,7 @@ def _detached(cfg: DictConfig) -> DictConfig:
 def _evaluate_perturbed(
     cfg: DictConfig,
     path: Path,
+    state: dict[str, Any],
     data_dir: Path,
     dataset: CanonicalDataset,
     kinds: tuple[str, ...],
@@ -175,7 +210,14 @@ def _evaluate_perturbed(
             "changed)"
         )
         metrics = _evaluate(
-            cfg, path, derived.root, derived.dataset, "test", run_dir / "eval", source_dir=data_dir
+            cfg,
+            path,
+            state,
+            derived.root,
+            derived.dataset,
+            "test",
+            run_dir / "eval",
+            source_dir=data_dir,
         )
         results[kind] = (metrics["test"], derived)
     extra = {"checkpoint": str(path), "dataset": str(data_dir)}

@@ -4,6 +4,7 @@ the DataModule encoding and the LightningModule differ (relkd/runs/run_setup.py)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,9 +23,11 @@ from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.config import compose, save, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
+from relkd.runs.checkpoint_file import read_checkpoint
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.fsdp_strategy import build_strategy
 from relkd.runs.launch import Launch, detect_launch, rank_zero_first
+from relkd.runs.resume_state import AtomicCheckpointIO, ResumeState, StepCheckpoint
 from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 from relkd.runs.run_report import RunReport
 from relkd.runs.run_setup import RunSetup, setup_run
@@ -84,6 +87,7 @@ def _resume_dir(cfg: DictConfig) -> tuple[Path, Path]:
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise ConfigError(f"resume: {ckpt} not found; is {run_dir} a relkd run folder?")
+    read_checkpoint(ckpt, "resume")  # a foreign or corrupt file: one line, nothing unpickled
     return run_dir, ckpt
 
 
@@ -147,6 +151,8 @@ def _run(
             cfg.output_dir, cfg.experiment, cfg.version, claim=launch.is_rank_zero
         )
 
+    exp_dir = Path(cfg.output_dir) / cfg.experiment
+    parents_made = [p for p in (exp_dir, exp_dir.parent) if not p.exists()]
     data_dir, run_dir = rank_zero_first(launch, claim)
     os.environ[VERSION_ENV] = run_dir.name  # ranks Lightning starts take the same folder
     fresh = resume is None and launch.is_rank_zero
@@ -154,17 +160,21 @@ def _run(
         return _train(cfg, launch, data_dir, run_dir, resume, extra_callbacks, after_fit)
     except BaseException:
         if fresh:
-            _discard_unfinished(run_dir)
+            _discard_unfinished(run_dir, parents_made)
         raise
 
 
-def _discard_unfinished(run_dir: Path) -> None:
-    """A new run that failed before its first checkpoint leaves no folder behind (nothing in it
-    could be resumed or compared); one with a checkpoint is kept for ``resume=``."""
+def _discard_unfinished(run_dir: Path, parents_made: list[Path]) -> None:
+    """A new run that failed before its first checkpoint leaves nothing behind: not its folder
+    (nothing in it could be resumed or compared), nor the parents this run created, if still
+    empty. One with a checkpoint is kept for ``resume=``."""
     if any((run_dir / "checkpoints").glob("*.ckpt")):
         log.warning("run stopped early; %s is kept: continue it with resume=%s", run_dir, run_dir)
         return
     shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in parents_made:  # deepest first; another run's files keep a parent in place
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def _train(
@@ -232,22 +242,12 @@ def _train(
         auto_insert_metric_name=False,
         enable_version_counter=False,  # best.ckpt / last.ckpt are overwritten, never -v1 copies
     )
-    from relkd.runs.resume_state import AtomicCheckpointIO, ResumeState
-
     callbacks: list[L.Callback] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
     if cfg.checkpoint.every_n_train_steps:
         # last.ckpt only, every n optimiser steps (a kill loses at most n); best.ckpt stays the
         # monitored callback's alone. Both write the one last.ckpt (no version counter).
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                monitor=None,
-                save_top_k=0,
-                save_last=True,
-                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
-                enable_version_counter=False,
-            )
-        )
+        steps = cfg.checkpoint.every_n_train_steps
+        callbacks.append(StepCheckpoint(steps, run_dir / "checkpoints"))
     callbacks.append(ResumeState())
     if cfg.early_stopping.enabled and monitor is not None:
         callbacks.append(
@@ -273,11 +273,16 @@ def _train(
         use_distributed_sampler=False,  # the DataModule's samplers shard across ranks themselves
         plugins=[AtomicCheckpointIO()],  # a kill mid-write never leaves a truncated checkpoint
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    trainer.fit(
+        module,
+        datamodule=dm,
+        ckpt_path=str(resume_ckpt) if resume_ckpt else None,
+        weights_only=True,
+    )
     if after_fit is not None:
         after_fit(trainer)
     best = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
-    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
     if trainer.is_global_zero:
         _print_summary(cfg, run_dir, data_dir, setup)
     return run_dir

@@ -4,13 +4,9 @@ SIGKILL, shards + finalize, fingerprint refusal, checksums, CoT and hidden state
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +23,7 @@ from relkd.teacher.cache_finalizer import requested_pairs
 from relkd.teacher.cache_writer import Shard, listed_parts
 from tests.conftest import REPO, tiny_overrides
 from tests.teacher_fixtures import run_teacher
+from tests.test_kill_resume import KILLS, kill_at, run_to_end
 
 
 @pytest.fixture(scope="module")
@@ -130,32 +127,26 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
         "4",
         "--quiet",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     shard_file = out / "shards" / "0-of-1.json"
     total_parts = len(listed_parts(reference))
+    log = tmp_path / "annotate.log"
     rng = random.Random(0)
     kills = 0
     # one kill during start-up, then kills after a random number of further committed parts
     # plus a random delay, so the kill lands inside batches, part writes and manifest writes
-    for attempt in range(4):
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    for attempt in range(KILLS + 2):  # an attempt that finishes first kills nothing
         if attempt == 0:
-            time.sleep(rng.uniform(0.2, 1.5))
+            ready, delay = (lambda: True), rng.uniform(0.2, 1.5)
         else:
-            target = min(_parts_committed(shard_file) + rng.randint(1, 6), total_parts - 1)
-            deadline = time.monotonic() + 120
-            while _parts_committed(shard_file) < target and proc.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.03))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    assert kills >= 3
+            target = min(_parts_committed(shard_file) + rng.randint(1, 4), total_parts - 1)
+            ready = lambda n=target: _parts_committed(shard_file) >= n  # noqa: E731
+            delay = rng.uniform(0, 0.03)
+        kills += kill_at(cmd, tmp_path, log, delay, ready, timeout=120)
+        if kills == KILLS:
+            break
+    assert kills >= KILLS
     assert _parts_committed(shard_file) < total_parts  # the kills did interrupt the work
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    run_to_end(cmd, tmp_path, log)
     got, want = arrays(out), arrays(reference)
     assert np.array_equal(got["pair_id"], want["pair_id"])  # every pair exactly once
     assert len(np.unique(got["pair_id"])) == len(got["pair_id"])

@@ -1165,3 +1165,36 @@ def test_download_into_current_folder(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(p.name for p in done) == ["label.csv", "product.csv", "query.csv"]
     assert (folder / "query.csv").read_text() == "content of query.csv\n"
     assert f"--out {tmp_path / 'raw-canonical'}" in out.getvalue()
+
+
+def test_download_is_pinned_and_refuses_a_file_of_another_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    seen: list[str] = []
+
+    def fake_urlopen(request, timeout=None):
+        seen.append(request.full_url)
+        return _FakeResponse(f"content of {request.full_url.rsplit('/', 1)[1]}\n".encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    good = {
+        n: hashlib.sha256(f"content of {n}\n".encode()).hexdigest()
+        for n in ("product.csv", "query.csv")
+    }
+    pins = {**good, "label.csv": "0" * 64}  # upstream's label.csv is not what was served
+    folder = tmp_path / "wands"
+    with pytest.raises(dl.DownloadError, match=r"label\.csv.*sha256 .* != pinned 0{64}"):
+        dl.download("wands", folder, out=io.StringIO(), sha256=pins)
+    assert all(f"/{dl.COMMITS['wands']}/" in u for u in seen)  # a commit, never a branch
+    # the verified files are in place; the refused one is neither there nor left as .part
+    assert sorted(p.name for p in folder.iterdir()) == ["product.csv", "query.csv"]
+    # a file already in place whose digest differs from the pin is refused, and kept as it was
+    (folder / "label.csv").write_text("edited\n")
+    with pytest.raises(dl.DownloadError, match=r"label\.csv: sha256 .* != 0{64}"):
+        dl.download("wands", folder, out=io.StringIO(), sha256=pins)
+    assert (folder / "label.csv").read_text() == "edited\n"
+    out = io.StringIO()
+    dl.download("wands", folder, out=out, sha256={**good, "label.csv": None}, overwrite=True)
+    assert "(verified)" in out.getvalue() and "not pinned" in out.getvalue()

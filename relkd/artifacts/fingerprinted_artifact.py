@@ -110,7 +110,8 @@ class FingerprintedArtifact:
             diffs = input_differences(manifest.get("inputs", {}), inputs)
             if diffs:
                 raise StaleArtifactError(
-                    f"{root}: {cls.LABEL} is stale, built from other inputs: "
+                    f"{root}: {cls.LABEL} is stale, built from other inputs (field inputs of "
+                    f"{path}): "
                     + "; ".join(diffs)
                     + f". Delete {root} (or choose another cache_dir) to rebuild it."
                 )

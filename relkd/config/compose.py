@@ -159,6 +159,13 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     )
     _check(d.kind in DATASET_KINDS, layers, "data.kind", f"{d.kind!r} not in {DATASET_KINDS}")
     _check(d.kind != "path" or bool(d.path), layers, "data.path", "required when data.kind is path")
+    _check(
+        d.kind == "path" or not d.path,
+        layers,
+        "data.path",
+        f"is set but data.kind is {d.kind!r}, which ignores it: add data.kind=path to use that "
+        "dataset (or drop data.path)",
+    )
     _check(d.synthetic.pairs > 0, layers, "data.synthetic.pairs", "must be > 0")
     _check(d.batch_size > 0, layers, "data.batch_size", "must be > 0")
     _check(d.eval_batch_size > 0, layers, "data.eval_batch_size", "must be > 0")
@@ -229,6 +236,7 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _validate_graph_and_robust(cfg, layers)
     _validate_seminar(cfg, layers)
     _check(cfg.optim.lr > 0, layers, "optim.lr", "must be > 0")
+    _validate_ranges(cfg, layers)
     _check(
         cfg.optim.scheduler in ("linear", "constant"),
         layers,
@@ -241,6 +249,35 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(len(cfg.eval.splits) > 0, layers, "eval.splits", "name at least one split")
     bad_splits = sorted(set(cfg.eval.splits) - {"train", "val", "test"})
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
+
+
+def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """Numeric settings that torch or Lightning would otherwise reject deep inside training
+    (an OverflowError from ``max_epochs=-1``, a negative learning rate in the scheduler)."""
+    t, o, d = cfg.trainer, cfg.optim, cfg.data
+    _check(
+        t.max_epochs >= 1 or t.max_steps > 0,
+        layers,
+        "trainer.max_epochs",
+        "must be >= 1 (or set trainer.max_steps > 0)",
+    )
+    _check(t.max_steps == -1 or t.max_steps > 0, layers, "trainer.max_steps", "-1 or > 0")
+    _check(t.num_nodes >= 1, layers, "trainer.num_nodes", "must be >= 1")
+    for key in ("accumulate_grad_batches", "log_every_n_steps"):
+        _check(t[key] >= 1, layers, f"trainer.{key}", "must be >= 1")
+    clip = t.gradient_clip_val
+    _check(clip is None or clip >= 0, layers, "trainer.gradient_clip_val", "must be >= 0 or null")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        _check(t[key] is None or t[key] >= 0, layers, f"trainer.{key}", "must be >= 0 or null")
+    _check(o.head_lr is None or o.head_lr > 0, layers, "optim.head_lr", "must be > 0 or null")
+    _check(o.weight_decay >= 0, layers, "optim.weight_decay", "must be >= 0")
+    _check(0.0 <= o.warmup_ratio <= 1.0, layers, "optim.warmup_ratio", "must be in [0, 1]")
+    _check(d.num_workers >= 0, layers, "data.num_workers", "must be >= 0")
+    for key in ("max_query_tokens", "max_item_tokens"):
+        _check(d[key] >= 1, layers, f"data.{key}", "must be >= 1")
+    _check(cfg.early_stopping.patience >= 0, layers, "early_stopping.patience", "must be >= 0")
+    every = cfg.checkpoint.every_n_train_steps
+    _check(every is None or every >= 1, layers, "checkpoint.every_n_train_steps", ">= 1 or null")
 
 
 def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None:

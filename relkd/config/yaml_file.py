@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from relkd.errors import ConfigError
@@ -15,9 +16,11 @@ def read_yaml(path: Path, what: str = "experiment") -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
+        # OmegaConf reads a lone string as a one-key mapping ({"text": None}): look first
+        plain = yaml.safe_load(path.read_text(encoding="utf-8"))
         conf = OmegaConf.load(path)
-    except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
+    except Exception as exc:  # yaml.YAMLError, UnicodeDecodeError and OmegaConf errors alike
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(conf, DictConfig):
+    if not isinstance(conf, DictConfig) or not isinstance(plain, dict | None):
         raise ConfigError(f"{path}: top level must be a mapping")
     return conf

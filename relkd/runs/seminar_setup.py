@@ -14,6 +14,7 @@ from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
 from relkd.nets.seminar import Seminar
+from relkd.runs.checkpoint_file import checkpoint_state, net_weights
 
 
 def sequences_cache_dir(cfg: Any) -> str:
@@ -77,14 +78,7 @@ def load_pretrained(net: Seminar, path: Path) -> list[str]:
     another catalogue or vocabulary (its id and token rows would index other things), or one of
     another shape (hidden width, heads)."""
     ckpt_path = pretrained_checkpoint(path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{ckpt_path}: cannot read checkpoint ({type(exc).__name__})") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ConfigError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict)")
-    weights = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    weights = net_weights(checkpoint_state(ckpt_path, "model.seminar.init_from"))
     if "catalogue_digest" not in weights:
         raise ConfigError(
             f"{ckpt_path}: field state_dict has no seminar net (net.catalogue_digest)"

@@ -4,7 +4,7 @@ mode, and a DataModule over the run's dataset (for real batches and the item tab
 Like ``relkd eval``, the run is rebuilt from its saved config.yaml (paths in it are relative to
 the working directory the run was trained from). Only the ``net.`` weights of the Lightning
 checkpoint are read (loss-owned ``loss.`` parameters are training-only); the checkpoint is
-loaded with ``weights_only=True``, so no pickled code runs.
+read by relkd.runs.checkpoint_file (``weights_only=True``), so no pickled code runs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
 from relkd.nets.two_tower import TwoTower
+from relkd.runs import checkpoint_file
+from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.student_factory import build_datamodule, build_net, encoder_spec
@@ -94,31 +96,16 @@ def run_config(run_dir: str | Path) -> Any:
     return cfg
 
 
-def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
-    """Every weight of a Lightning checkpoint's state_dict (``net.``, and ``loss.`` for the
-    training-only heads some loss terms own)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a checkpoint, or unsafe pickled objects
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: cannot load the checkpoint ({reason})") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ConfigError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return state
-
-
 def net_weights(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """The student's weights (``net.`` keys, prefix removed) of checkpoint ``path``'s state."""
-    net = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
-    if not net:
-        raise ConfigError(f"{path}: field state_dict has no net.* weights (not a student?)")
-    return net
+    """The student's weights (``net.`` keys, prefix removed) of checkpoint ``path``'s state
+    (:func:`relkd.runs.checkpoint_file.checkpoint_state` has checked it holds some)."""
+    del path  # kept for callers: the checkpoint was validated when its state was read
+    return checkpoint_file.net_weights(state)
 
 
 def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The student's weights (``net.`` keys, prefix removed) of a Lightning checkpoint."""
-    return net_weights(checkpoint_state(path), path)
+    """The student's weights (``net.`` keys, prefix removed) of a relkd checkpoint."""
+    return checkpoint_file.net_weights(checkpoint_state(path))
 
 
 def student_from_config(
@@ -134,6 +121,11 @@ def student_from_config(
     spec = encoder_spec(cfg, data_dir)
     net = build_net(cfg, spec, dataset.scheme.num_labels, data_dir)
     if state is not None:
+        target = (
+            f"model.student={cfg.model.student} (model.encoder={cfg.model.encoder}) on "
+            f"{data_dir} ({dataset.scheme.name}: {dataset.scheme.num_labels} labels)"
+        )
+        check_state_fits(source or "checkpoint", state, net.state_dict(), target)
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:

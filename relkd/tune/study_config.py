@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from relkd.config.yaml_file import read_yaml
@@ -113,6 +113,28 @@ def _check_range(path: Path, key: str, spec: ParamSpec) -> None:
         raise ConfigError(f"{path}: key {key}: log and step cannot be combined")
 
 
+def _unknown_config_key(key: str) -> str | None:
+    """Why ``key`` is not an experiment config key (None when it is). Checked when the study
+    is read, so a typo fails at once instead of failing every trial in a row."""
+    from relkd.config.experiment_config import ExperimentConfig
+    from relkd.losses.registry import LOSS_TERMS
+
+    node: Any = OmegaConf.structured(ExperimentConfig)
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            return f"{'.'.join(parts[:depth])} is a value, not a section"
+        if OmegaConf.get_type(node) is dict:  # an open mapping such as loss.weights
+            if ".".join(parts[:depth]) == "loss.weights" and part not in LOSS_TERMS:
+                return f"unknown loss term {part!r}; known: {sorted(LOSS_TERMS)}"
+            return None
+        if part not in node:
+            where = ".".join(parts[:depth]) or "the experiment config"
+            return f"not a config key ({where} has no {part!r})"
+        node = node[part]
+    return None
+
+
 def _check(path: Path, cfg: StudyConfig) -> None:
     if not cfg.name.strip() or "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"{path}: key name: a folder name, got {cfg.name!r}")
@@ -137,6 +159,10 @@ def _check(path: Path, cfg: StudyConfig) -> None:
     space = cfg.space
     if len(space.weights) == 1:
         raise ConfigError(f"{path}: key space.weights: a simplex needs two or more terms")
+    for term in space.weights:
+        problem = _unknown_config_key(f"loss.weights.{term}")
+        if problem:
+            raise ConfigError(f"{path}: key space.weights: {problem}")
     if len(set(space.weights)) != len(space.weights):
         raise ConfigError(f"{path}: key space.weights: a term is repeated")
     spans_both = bool(set(space.weights) & LABEL_TERMS) and bool(
@@ -163,6 +189,9 @@ def _check(path: Path, cfg: StudyConfig) -> None:
                 f"{path}: key space.params.{key}: "
                 + ("searched twice" if key in searched else "a config key such as optim.lr")
             )
+        problem = _unknown_config_key(key)
+        if problem:
+            raise ConfigError(f"{path}: key space.params.{key}: {problem}")
         _check_range(path, f"space.params.{key}", spec)
     if not (space.weights or space.kd_ratio or space.temperature or space.params):
         raise ConfigError(f"{path}: key space: name at least one thing to search")

@@ -3,7 +3,8 @@
 stops when the study holds ``trials`` finished (complete or pruned) trials.
 
 A killed worker is safe to restart: the study lives in its storage, and the trial it left
-running stops beating its heartbeat, so after the grace period a worker re-queues its parameters.
+running stops beating its heartbeat, so after the grace period a worker re-queues its parameters;
+a worker started on the same host does so at once (``fail_dead_trials``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,40 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail (and re-queue, as a stale heartbeat would) the RUNNING trials whose worker ran on
+    this host and is gone: a worker restarted after a kill need not wait out the heartbeat's
+    grace period, and a study never ends with its last killed trial still RUNNING. A trial whose
+    worker cannot be checked here (another host, a reused pid) is left to the heartbeat."""
+    here = socket.gethostname()
+    storage = study._storage
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if host != here or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+        if callback is not None:
+            callback(study, storage.get_trial(t._trial_id))
+        failed.append(t.number)
+    return failed
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -176,6 +211,8 @@ class StudyWorker:
         if target is not None:
             self.setup.cfg.trials = target
         study = self.open()
+        for number in fail_dead_trials(study):
+            self.say(f"trial {number}: its worker on this host is gone; failed and re-queued")
         have = len(finished_trials(study))
         if have >= self.setup.cfg.trials:
             self.say(f"study {self.setup.name!r}: {have} finished trials, nothing to run")
