@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
-from relkd.artifacts.atomic_files import atomic_write
+from relkd.artifacts.atomic_files import TMP_PREFIX, atomic_write
 
 
 def rng_states() -> dict[str, Any]:
@@ -113,7 +113,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+        path = Path(path)
+        # a write killed earlier left its temporary file; one writer per run folder (rank 0)
+        for stale in path.parent.glob(f"{TMP_PREFIX}{path.name}.*"):
+            stale.unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 class StepCheckpoint(ModelCheckpoint):
