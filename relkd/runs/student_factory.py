@@ -106,7 +106,11 @@ def build_net(
         return build_seminar(cfg, spec, data_dir)
 
     def encoder() -> Any:
-        enc = spec.build(dropout=m.dropout, layers=m.encoder_layers)
+        enc = spec.build(
+            dropout=m.dropout,
+            layers=m.encoder_layers,
+            attn_implementation=m.get("attn_implementation"),
+        )
         if cfg.data.professional_terms:  # one row per mined term (relkd/terms/vocab.py)
             from relkd.terms import extend_embeddings, terms_for_config
 
@@ -172,6 +176,9 @@ def build_student(
         pooled_dim=hidden,
         teacher_hidden_dim=teacher_hidden_dim(cfg),
     )
+    if cfg.trainer.get("compile"):
+        # in place (nn.Module.compile): parameter names, hence checkpoints, are unchanged
+        net.compile()
     return StudentModule(
         net=net, loss=loss, scheme=scheme, optim=dict(cfg.optim), eval_splits=eval_splits
     )
