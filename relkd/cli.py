@@ -584,17 +584,20 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # argparse cannot take positionals after an option that follows the first positional
-    # (`relkd pipeline X.yaml --seeds 0,1 a.b=c`): late key=value overrides are still overrides
-    if (
-        extra
-        and hasattr(args, "overrides")
-        and all("=" in e and not e.startswith("-") for e in extra)
-    ):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # argparse cannot take positionals after an option that follows the first positional
+        # (`relkd pipeline X.yaml --seeds 0,1 a.b=c`): late key=value overrides are overrides
+        if (
+            extra
+            and hasattr(args, "overrides")
+            and all("=" in e and not e.startswith("-") for e in extra)
+        ):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help (0) or a usage error, already printed on one line (2)
+        return int(exc.code or 0)
     try:
         return run(args)
     except RelkdError as exc:

@@ -88,6 +88,7 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path, shared_data_root
         )
 
 
+@pytest.mark.slow  # the subprocess DDP test above covers DDP by default
 def test_ddp_spawn_in_process_writes_the_run(tmp_path: Path, shared_data_root: Path) -> None:
     """ddp_spawn is the in-process way to run DDP under pytest: the report is written by the
     spawned rank 0, and every val/test pair is counted exactly once."""

@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+# 03 runs a study of its own (~50 s): slow
+RUNS = [
+    pytest.param(p, marks=pytest.mark.slow) if p.name.startswith("03_") else p for p in NOTEBOOKS
+]
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: p.name)
 def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))

@@ -172,7 +172,10 @@ def test_stale_cache_refused(tmp_path):
     ds = make_dataset(root, n_queries=6, seed=1)
     write_teacher(tmp_path / "c", ds)
     ds2 = make_dataset(root, n_queries=6, seed=2, overwrite=True)
-    with pytest.raises(StaleArtifactError, match=r"stale: dataset table\(s\) \[.*'pairs'") as exc:
+    with pytest.raises(
+        StaleArtifactError,
+        match=r"stale: field dataset\.tables of .*manifest\.json records other sha256s for \[.*'pairs'",
+    ) as exc:
         TeacherCache.load(tmp_path / "c", ds2)
     assert str(tmp_path / "c") in str(exc.value)
 

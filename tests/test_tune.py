@@ -157,6 +157,7 @@ def _tiny(tmp: Path, data_root: Path, **extra: object) -> list[str]:
     return tiny_overrides(tmp / "unused", data_root, **{"trainer.limit_train_batches": 8, **extra})
 
 
+@pytest.mark.slow  # 84 s: two trial processes, each a 2-rank DDP job
 def test_ddp_study_prunes_resumes_and_exports_best(tmp_path: Path, shared_data_root: Path) -> None:
     """Two DDP ranks per trial: both train the trial's parameters read from the storage, the
     pruning callback stops a trial on every rank, a re-run resumes (runs nothing more), and the
