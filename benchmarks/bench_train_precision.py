@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lightning as L
+from step_timer import StepTimer  # benchmarks/ (run as a script)
 
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -24,22 +24,6 @@ from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Timer(L.Callback):
-    """Times optimiser steps after a warm-up, so start-up and first-call costs are excluded."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.pairs, self.elapsed = warmup, 0.0, 0, 0.0
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if batch_idx >= self.warmup:
-            self.pairs += int(batch["labels"].shape[0])
-            self.elapsed = time.perf_counter() - self.start
 
 
 def measure(precision: str, args: argparse.Namespace, root: Path) -> float:
@@ -59,7 +43,7 @@ def measure(precision: str, args: argparse.Namespace, root: Path) -> float:
     spec = encoder_spec(cfg, data_dir)
     dm = build_datamodule(cfg, data_dir, spec)
     module = build_student(cfg, spec, CanonicalDataset(data_dir).scheme, ("val",))
-    timer = Timer(args.warmup)
+    timer = StepTimer(args.warmup)
     trainer = L.Trainer(
         accelerator="cpu",
         precision=precision,

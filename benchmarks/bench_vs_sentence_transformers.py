@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
+from step_timer import StepTimer  # benchmarks/ (run as a script)
 
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -54,23 +55,6 @@ from relkd.train import trainer_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ("32-true", "bf16-mixed")
-
-
-class Timer(L.Callback):
-    """Times optimiser steps after a warm-up (start-up and first-call costs excluded)."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.pairs, self.tokens, self.elapsed = warmup, 0.0, 0, 0, 0.0
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if batch_idx >= self.warmup:
-            self.pairs += int(batch["labels"].shape[0])
-            self.tokens += int(batch["input_ids"].numel())
-            self.elapsed = time.perf_counter() - self.start
 
 
 class Relkd:
@@ -121,7 +105,7 @@ class Relkd:
             limit_val_batches=0,
             enable_progress_bar=False,
         )
-        timer = Timer(a.warmup)
+        timer = StepTimer(a.warmup)
         trainer = L.Trainer(
             **kwargs,
             logger=TensorBoardLogger(save_dir=str(log_dir), name="bench", default_hp_metric=False),
