@@ -163,7 +163,9 @@ def test_seeds_layer_last_and_get_their_own_runs(tmp_path: Path) -> None:
         load_pipeline(bad)
 
 
-def test_overrides_may_follow_the_seeds_option(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overrides_may_follow_the_seeds_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import relkd.pipeline
 
     seen = {}
@@ -175,8 +177,11 @@ def test_overrides_may_follow_the_seeds_option(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(relkd.pipeline, "run_pipeline", fake)
     assert main(["pipeline", "p.yaml", "a.b=1", "--seeds", "0,2", "c.d=2"]) == 0
     assert seen == {"path": "p.yaml", "overrides": ["a.b=1", "c.d=2"], "seeds": [0, 2]}
-    with pytest.raises(SystemExit):
-        main(["pipeline", "p.yaml", "--seeds", "0", "--bogus"])
+    capsys.readouterr()
+    assert main(["pipeline", "p.yaml", "--seeds", "0", "--bogus"]) == 2  # a usage error
+    assert capsys.readouterr().err.startswith(
+        "relkd: error: relkd: unrecognized arguments: --bogus"
+    )
 
 
 def test_a_given_teacher_run_is_used_not_trained(tmp_path: Path, shared_data_root: Path) -> None:
