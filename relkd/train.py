@@ -26,7 +26,7 @@ from relkd.errors import ConfigError
 from relkd.runs.checkpoint_file import read_checkpoint
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.fsdp_strategy import build_strategy
-from relkd.runs.launch import Launch, detect_launch, rank_zero_first
+from relkd.runs.launch import Launch, check_launch, detect_launch, rank_zero_first
 from relkd.runs.resume_state import AtomicCheckpointIO, ResumeState, StepCheckpoint
 from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 from relkd.runs.run_report import RunReport
@@ -137,6 +137,7 @@ def _run(
     after_fit: Callable[[L.Trainer], None] | None = None,
 ) -> Path:
     launch = detect_launch()
+    check_launch(launch, cfg.trainer)
     resume = _resume_dir(cfg) if cfg.resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from relkd.errors import ConfigError
 from relkd.runs.fsdp_strategy import block_classes, build_strategy
-from relkd.runs.launch import Launch, detect_launch, rank_zero_first
+from relkd.runs.launch import Launch, check_launch, detect_launch, rank_zero_first
 from tests.conftest import QUICKSTART, REPO, tiny_overrides
 from tests.test_ddp import clean_env
 
@@ -147,6 +147,17 @@ def test_detect_launch_reads_the_launcher(
     launch = detect_launch()
     assert launch == expected
     assert launch.external == (expected.launcher in ("torchrun", "slurm"))
+
+
+def test_a_launch_of_the_wrong_size_is_refused_not_left_waiting() -> None:
+    from types import SimpleNamespace
+
+    two = SimpleNamespace(devices=2, num_nodes=1)
+    check_launch(Launch("torchrun", 1, 2), two)
+    check_launch(Launch("single"), two)  # Lightning starts the second rank itself
+    check_launch(Launch("slurm", 0, 4), SimpleNamespace(devices="auto", num_nodes=1))
+    with pytest.raises(ConfigError, match=r"trainer\.devices: 2 x .* != SLURM_NTASKS 4"):
+        check_launch(Launch("slurm", 0, 4), two)
 
 
 def test_rank_zero_first_without_outside_launcher_just_runs() -> None:

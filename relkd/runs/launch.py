@@ -120,3 +120,22 @@ def rank_zero_first(launch: Launch, prepare: Callable[[], T]) -> T:
     if reply[0] == "error":
         raise _ERRORS.get(reply[1], RelkdError)(reply[2])
     raise RuntimeError(reply[2])
+
+
+def check_launch(launch: Launch, trainer_cfg: object) -> None:
+    """Refuse a launch whose process count is not ``trainer.devices × trainer.num_nodes``.
+
+    Under SLURM this catches ``relkd train`` typed in an ``salloc`` shell of several tasks
+    without ``srun``: this one process would otherwise wait forever for peers never started."""
+    if not launch.external:
+        return
+    devices = getattr(trainer_cfg, "devices", None)
+    nodes = int(getattr(trainer_cfg, "num_nodes", 1))
+    if not isinstance(devices, int) or devices * nodes == launch.world_size:
+        return
+    what = "SLURM_NTASKS" if launch.launcher == "slurm" else "WORLD_SIZE"
+    raise ConfigError(
+        f"trainer.devices: {devices} x trainer.num_nodes {nodes} != {what} {launch.world_size} "
+        f"({launch.launcher}); start one task per device (srun --ntasks-per-node=DEVICES, "
+        "torchrun --nproc_per_node DEVICES)"
+    )
