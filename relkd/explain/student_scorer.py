@@ -16,14 +16,9 @@ from lightning_modules.student_module import NET_INPUTS
 from relkd.explain.aspect_heads import aspect_outputs, load_aspect_heads
 from relkd.explain.explanation import LabelDistribution, StudentView
 from relkd.losses.cot_aspects import CotAspects
+from relkd.runs.checkpoint_file import checkpoint_state, net_weights
 from relkd.runs.run_dir import checkpoint_path
-from relkd.serving.student_loader import (
-    LoadedStudent,
-    checkpoint_state,
-    net_weights,
-    run_config,
-    student_from_config,
-)
+from relkd.serving.student_loader import LoadedStudent, run_config, student_from_config
 
 # the batch keys holding what the net reads as text: a cross pair, or a two-tower's two sides
 TEXT_INPUTS: tuple[tuple[tuple[str, str], ...], ...] = (
@@ -63,7 +58,7 @@ class StudentScorer:
         cfg = run_config(run_dir)
         path = checkpoint_path(run_dir, ckpt)
         state = checkpoint_state(path)
-        student = student_from_config(cfg, net_weights(state, path), source=path)
+        student = student_from_config(cfg, net_weights(state), source=path)
         return cls(student, load_aspect_heads(state, path))
 
     @property

@@ -24,8 +24,7 @@ from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
 from relkd.nets.two_tower import TwoTower
-from relkd.runs import checkpoint_file
-from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state
+from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state, net_weights
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.student_factory import build_datamodule, build_net, encoder_spec
@@ -96,16 +95,9 @@ def run_config(run_dir: str | Path) -> Any:
     return cfg
 
 
-def net_weights(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """The student's weights (``net.`` keys, prefix removed) of checkpoint ``path``'s state
-    (:func:`relkd.runs.checkpoint_file.checkpoint_state` has checked it holds some)."""
-    del path  # kept for callers: the checkpoint was validated when its state was read
-    return checkpoint_file.net_weights(state)
-
-
 def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The student's weights (``net.`` keys, prefix removed) of a relkd checkpoint."""
-    return checkpoint_file.net_weights(checkpoint_state(path))
+    return net_weights(checkpoint_state(path))
 
 
 def student_from_config(
@@ -155,10 +147,8 @@ def load_student(run_dir: str | Path, ckpt: str | Path = "best") -> LoadedStuden
 __all__ = [
     "LoadedStudent",
     "checkpoint_path",
-    "checkpoint_state",
     "load_student",
     "net_state_dict",
-    "net_weights",
     "run_config",
     "student_from_config",
     "student_kind",
