@@ -40,6 +40,8 @@ def tiny(workdir: Path, pairs: int, epochs: int) -> list[str]:
         "data.dataset_root": workdir / "data" / "datasets",
         "data.cache_dir": workdir / "data" / "tokenized",
         "data.synthetic.pairs": pairs,
+        "data.synthetic.val_pairs": 0,
+        "data.synthetic.test_pairs": 0,
         "data.batch_size": 16,
         "data.eval_batch_size": 64,
         "model.encoder": "tiny-bert",

@@ -86,6 +86,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         default=5.0,
         help="unlabelled pool size as a multiple of labelled pairs",
     )
+    synth.add_argument(
+        "--val-pairs",
+        type=NONNEG_INT,
+        default=0,
+        help="more labelled pairs on held-out queries that join only the val split",
+    )
+    synth.add_argument(
+        "--test-pairs",
+        type=NONNEG_INT,
+        default=0,
+        help="more labelled pairs on held-out queries that join only the test split",
+    )
     synth.add_argument("--overwrite", action="store_true")
 
     imp = dsub.add_parser("import", help="import a public or custom dataset into canonical form")
@@ -435,6 +447,8 @@ def run(args: argparse.Namespace) -> int:
                 scheme=args.scheme,
                 noise=args.noise,
                 unlabeled_ratio=args.unlabeled_ratio,
+                val_pairs=args.val_pairs,
+                test_pairs=args.test_pairs,
             )
             ds = generate_dataset(cfg, args.out, overwrite=args.overwrite)
             print(

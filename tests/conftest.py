@@ -29,6 +29,8 @@ def tiny_overrides(output_dir: Path, data_root: Path, **extra: object) -> list[s
         "data.cache_dir": data_root / "tokenized",
         "data.synthetic.pairs": 1200,
         "data.synthetic.unlabeled_ratio": 5.0,
+        "data.synthetic.val_pairs": 0,  # no held-out evaluation queries: seconds, not minutes
+        "data.synthetic.test_pairs": 0,
         "data.batch_size": 16,
         "data.eval_batch_size": 64,
         "model.encoder": "tiny-bert",

@@ -16,6 +16,8 @@ def tiny_teacher(tmp: Path, data_root: Path, **extra: object) -> list[str]:
         "data.dataset_root": data_root / "datasets",
         "data.cache_dir": data_root / "tokenized",
         "data.synthetic.pairs": 1200,
+        "data.synthetic.val_pairs": 0,
+        "data.synthetic.test_pairs": 0,
         "data.batch_size": 16,
         "data.eval_batch_size": 64,
         "teacher.model": "tiny-causal",

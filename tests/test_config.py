@@ -176,3 +176,14 @@ def test_composed_config_is_read_only(exp_dir: Path) -> None:
     cfg = compose(write(exp_dir / "ok.yaml", "seed: 1\n"))
     with pytest.raises(Exception):  # noqa: B017 - omegaconf's ReadonlyConfigError
         cfg.seed = 2
+
+
+@pytest.mark.parametrize("digest", ["76e112215421", "168074578e09", "123456789012", "0012"])
+def test_string_settings_keep_digits_and_exponents_as_written(digest: str) -> None:
+    """A 12-hex-digit digest given as ``version=`` is a string even when YAML would read a float
+    (inf, 1.68e+17) or an int; ``null`` still means None, and other types still parse."""
+    quickstart = EXPERIMENTS / "quickstart.yaml"
+    cfg = compose(quickstart, [f"version={digest}", f"data.teacher_cache={digest}", "seed=7"])
+    assert cfg.version == digest and cfg.data.teacher_cache == digest and cfg.seed == 7
+    assert compose(quickstart, ["version=null"]).version is None
+    assert compose(quickstart, [f"version='{digest}'"]).version == digest

@@ -84,6 +84,40 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     )
 
 
+def test_held_out_evaluation_queries_are_deterministic_and_query_disjoint(tmp_path: Path) -> None:
+    large = SynthConfig(pairs=2000, seed=3, val_pairs=1500, test_pairs=4000)
+    tables, stats = build_tables(large)
+    again, stats_again = build_tables(large)
+    pairs = tables["pairs"].to_pydict()
+    assert pairs == again["pairs"].to_pydict() and stats == stats_again  # a function of the config
+    split_of: dict[str, str] = {}
+    for qid, split in zip(pairs["query_id"], pairs["split"], strict=True):
+        assert split_of.setdefault(qid, split) == split, f"{qid} is in two splits"
+    labelled = stats["labelled_pairs_per_split"]
+    assert sum(labelled.values()) == 2000 + 1500 + 4000
+    # the held-out pairs land in val and test only; train and the pool keep `pairs`' size
+    _, small_stats = build_tables(SynthConfig(pairs=2000, seed=3))
+    small = small_stats["labelled_pairs_per_split"]
+    assert abs(labelled["train"] - small["train"]) < 0.15 * small["train"]
+    assert labelled["test"] > small["test"] + 3000 and labelled["val"] > small["val"] + 1000
+    assert stats["unlabelled_pairs"] == small_stats["unlabelled_pairs"] == 5 * 2000
+    assert stats["queries_per_split"]["test"] >= 180 and stats["queries_per_split"]["val"] >= 70
+    queries = tables["queries"].to_pydict()
+    assert len(queries["query_id"]) == large.n_queries
+    bucket_of = dict(zip(queries["query_id"], queries["bucket"], strict=True))
+    tested = {bucket_of[q] for q, split in split_of.items() if split == "test"}
+    assert tested == {"head", "torso", "tail"}  # every bucket is evaluated
+
+    # no held-out pairs: the dataset `pairs` alone describes, byte for byte
+    a = generate_dataset(SynthConfig(pairs=2000, seed=3), tmp_path / "a").manifest.tables
+    b = generate_dataset(SynthConfig(pairs=2000, seed=3, val_pairs=0), tmp_path / "b")
+    assert {t: e.sha256 for t, e in a.items()} == {
+        t: e.sha256 for t, e in b.manifest.tables.items()
+    }
+    with pytest.raises(DataError, match="test_pairs must be an integer >= 0"):
+        SynthConfig(test_pairs=-1)
+
+
 def test_seeds_differing_above_bit_32_get_different_random_streams() -> None:
     def draws(seed: int, stage: str) -> list[int]:
         return _stream(SynthConfig(seed=seed), stage).integers(0, 2**62, 4).tolist()

@@ -381,6 +381,8 @@ def test_pip_install_wheel_with_dependencies_runs_quickstart(
         f"data.cache_dir={tmp_path / 'data' / 'tokenized'}",
         "data.synthetic.pairs=300",
         "data.synthetic.unlabeled_ratio=0",
+        "data.synthetic.val_pairs=0",
+        "data.synthetic.test_pairs=0",
         "trainer.enable_progress_bar=false",
     ]
     done = _ok(

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import StringNode
 
 from relkd.config.experiment_config import (
     AGGREGATIONS,
@@ -98,6 +99,36 @@ def _blame(layers: Sequence[Layer], key: str) -> str:
     return "defaults"
 
 
+def _string_typed(schema: DictConfig, key: str) -> bool:
+    """Whether ``key`` (dotted) is a ``str`` (or ``str | None``) setting of the schema."""
+    node: Any = schema
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False
+        node = node._get_node(part)
+    return isinstance(node, StringNode)
+
+
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    """``key=value`` overrides as a config layer. Values are YAML, as in OmegaConf's dotlist,
+    except for the schema's string settings: their text is kept as written, so a digest such as
+    ``version=76e112215421`` (YAML: a float, inf) or ``version=123456789012`` (an int) stays that
+    string; ``null`` still means None."""
+    try:
+        conf = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{COMMAND_LINE}: cannot parse overrides ({exc})") from None
+    schema = OmegaConf.structured(ExperimentConfig)
+    for item in overrides:
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if not _string_typed(schema, key):
+            continue
+        value = OmegaConf.select(conf, key)
+        if value is not None and not isinstance(value, str):
+            OmegaConf.update(conf, key, raw, merge=False)
+    return conf
+
+
 def compose(
     experiment: str | Path, overrides: Sequence[str] = (), with_base: bool = True
 ) -> DictConfig:
@@ -120,10 +151,7 @@ def compose(
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"{COMMAND_LINE}: overrides must look like key=value, got {bad}")
-        try:
-            layers.append(Layer(COMMAND_LINE, OmegaConf.from_dotlist(list(overrides))))
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"{COMMAND_LINE}: cannot parse overrides ({exc})") from None
+        layers.append(Layer(COMMAND_LINE, parse_overrides(overrides)))
 
     cfg = OmegaConf.structured(ExperimentConfig)
     for layer in layers:
@@ -167,6 +195,8 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         "dataset (or drop data.path)",
     )
     _check(d.synthetic.pairs > 0, layers, "data.synthetic.pairs", "must be > 0")
+    for key in ("val_pairs", "test_pairs"):
+        _check(d.synthetic[key] >= 0, layers, f"data.synthetic.{key}", "must be >= 0")
     _check(d.batch_size > 0, layers, "data.batch_size", "must be > 0")
     _check(d.eval_batch_size > 0, layers, "data.eval_batch_size", "must be > 0")
     _check(d.group_size == 0 or d.group_size >= 2, layers, "data.group_size", "must be 0 or >= 2")

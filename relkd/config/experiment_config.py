@@ -52,6 +52,8 @@ class SyntheticDataConfig:
     scheme: str = "esci"
     noise: float = 0.05
     unlabeled_ratio: float = 5.0
+    val_pairs: int = 0
+    test_pairs: int = 0
 
 
 @dataclass

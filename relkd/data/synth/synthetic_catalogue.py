@@ -61,14 +61,19 @@ class SynthConfig:
     """Parameters of the generator; every field is recorded in the manifest.
 
     Attributes:
-        pairs: labelled query-item pairs (exactly this many).
+        pairs: labelled query-item pairs, split train / val / test by ``split_fractions``.
+        val_pairs, test_pairs: more labelled pairs, on more queries, that join only the val /
+            test split: held-out evaluation queries that grow the evaluation splits without
+            growing the training data (the pool and the train split keep ``pairs``' size).
+            With both 0 the dataset is the one ``pairs`` alone describes, byte for byte.
         seed: seeds every random stream and the query split; an integer >= 0.
         scheme: label scheme, ``esci`` or ``wands``.
         noise: share of labelled pairs whose label an "annotator" flips.
         unlabeled_ratio: unlabelled pool size as a multiple of ``pairs`` (train queries only).
         items: catalogue size; default max(16000, pairs // 10).
-        queries: number of queries; default pairs // 20 (at least min(pairs, 10)).
-        behavior_per_pair: behaviour rows (impressions) per labelled pair; 0 = no logs.
+        queries: number of queries; default (every labelled pair) / 20, at least min(that, 10).
+        behavior_per_pair: behaviour rows (impressions) per labelled pair (of every split);
+            0 = no logs.
         positions: result-list length shown per session.
         position_eta: examination probability 1 / position**eta.
         split_fractions: train / val / test shares of queries.
@@ -79,6 +84,8 @@ class SynthConfig:
     scheme: str = "esci"
     noise: float = 0.05
     unlabeled_ratio: float = 5.0
+    val_pairs: int = 0
+    test_pairs: int = 0
     items: int | None = None
     queries: int | None = None
     behavior_per_pair: float = 2.0
@@ -96,6 +103,9 @@ class SynthConfig:
             raise bad("seed", "must be an integer >= 0")
         if self.scheme not in LABEL_SCHEMES:
             raise bad("scheme", f"must be one of {sorted(LABEL_SCHEMES)}")
+        for name in ("val_pairs", "test_pairs"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "must be an integer >= 0")
         if not _is_real(self.noise) or not 0.0 <= self.noise <= 1.0:
             raise bad("noise", "must be in [0, 1]")
         if not _is_real(self.unlabeled_ratio) or self.unlabeled_ratio < 0:
@@ -103,9 +113,9 @@ class SynthConfig:
         if self.items is not None and (not _is_int(self.items) or self.items < 1):
             raise bad("items", "must be a positive integer or None")
         if self.queries is not None and (
-            not _is_int(self.queries) or not 1 <= self.queries <= self.pairs
+            not _is_int(self.queries) or not 1 <= self.queries <= self.labelled_pairs
         ):
-            raise bad("queries", "must be an integer in [1, pairs] or None")
+            raise bad("queries", "must be an integer in [1, labelled pairs] or None")
         if not _is_real(self.behavior_per_pair) or self.behavior_per_pair < 0:
             raise bad("behavior_per_pair", "must be a finite number >= 0")
         if not _is_int(self.positions) or self.positions < 1:
@@ -121,10 +131,28 @@ class SynthConfig:
         return self.items if self.items is not None else max(MIN_ITEMS, self.pairs // 10)
 
     @property
+    def labelled_pairs(self) -> int:
+        """Every labelled pair: ``pairs`` plus the held-out val and test pairs."""
+        return self.pairs + self.val_pairs + self.test_pairs
+
+    @property
     def n_queries(self) -> int:
         if self.queries is not None:
             return self.queries
-        return max(min(self.pairs, 10), round(self.pairs / PAIRS_PER_QUERY))
+        total = self.labelled_pairs
+        return max(min(total, 10), round(total / PAIRS_PER_QUERY))
+
+    def query_shares(self) -> dict[str, float]:
+        """Each split's share of the queries: ``split_fractions`` of ``pairs``, plus the
+        held-out pairs on val and test (the same as ``split_fractions`` when there are none)."""
+        extra = {"train": 0, "val": self.val_pairs, "test": self.test_pairs}
+        if not self.val_pairs and not self.test_pairs:
+            return dict(zip(SPLITS, self.split_fractions, strict=True))
+        total = sum(self.split_fractions)
+        return {
+            name: (share / total * self.pairs + extra[name]) / self.labelled_pairs
+            for name, share in zip(SPLITS, self.split_fractions, strict=True)
+        }
 
     @property
     def n_unlabeled(self) -> int:
@@ -266,7 +294,7 @@ def build_tables(
     pairs.split = q_split[pairs.query]
     lap("labels")
     behavior = None
-    n_rows = round(cfg.behavior_per_pair * cfg.pairs)
+    n_rows = round(cfg.behavior_per_pair * cfg.labelled_pairs)
     if n_rows > 0:
         behavior = simulate_behavior(
             pairs.query,
@@ -293,12 +321,10 @@ def _plan_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split queries; labelled pairs on every query, the unlabelled pool on train queries only."""
     names = list(SPLITS)
-    split_of = split_queries(
-        queries.query_ids, dict(zip(names, cfg.split_fractions, strict=True)), cfg.seed
-    )
+    split_of = split_queries(queries.query_ids, cfg.query_shares(), cfg.seed)
     q_split = np.array([names.index(split_of[q]) for q in queries.query_ids], dtype=np.int8)
     weights = rng.uniform(0.6, 1.4, len(queries))  # judged pool sizes vary by query
-    lab_counts = _allocate(cfg.pairs, weights, minimum=1)
+    lab_counts = _allocate(cfg.labelled_pairs, weights, minimum=1)
     train = q_split == 0
     if cfg.n_unlabeled and not train.any():
         raise SynthConfigError(
