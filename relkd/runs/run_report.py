@@ -13,6 +13,7 @@ import lightning as L
 
 from lightning_modules.relevance_module import flatten_metrics
 from relkd.artifacts.atomic_files import atomic_write_json
+from relkd.metrics.predictions_file import write_predictions
 
 
 def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -27,32 +28,6 @@ def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def write_predictions(path: Path, rows: dict[str, Any]) -> None:
-    """One row per evaluated pair: pair_id, label, query_index, bucket, score, probs, and for a
-    CoT teacher its generated ``cot`` text and parsed ``aspect_pred`` codes."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    def fixed(values: Any) -> pa.FixedSizeListArray:
-        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-
-    columns = {
-        "pair_id": rows["pair_id"].astype("int64"),
-        "label": rows["labels"].astype("int64"),
-        "query_index": rows["query_index"].astype("int64"),
-        "bucket": rows["bucket"].astype("int64"),
-        "score": rows["score"].astype("float32"),
-        "probs": fixed(rows["probs"].astype("float32")),
-    }
-    if "cot" in rows:
-        columns["cot"] = pa.array([str(t) for t in rows["cot"]], pa.string())
-    if "aspect_pred" in rows:
-        columns["aspect_pred"] = fixed(rows["aspect_pred"].astype("int8"))
-    table = pa.table(columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
 
 
 class RunReport(L.Callback):

@@ -43,6 +43,7 @@ def _student(
     spec = encoder_spec(cfg, data_dir)
     info: dict[str, Any] = {
         "encoder": spec.name,
+        "fallback_from": spec.fallback_from,  # model.encoder when it could not be loaded
         "tokenizer": spec.tokenizer,
         "pretrained": spec.pretrained,
     }
@@ -54,17 +55,21 @@ def _student(
         datamodule=build_datamodule(cfg, data_dir, spec),
         module=build_student(cfg, spec, dataset.scheme, eval_splits, data_dir),
         info=info,
-        name=student_name(cfg.model),
+        name=student_name(cfg.model, spec),
     )
 
 
-def student_name(model_cfg: Any) -> str:
-    """How a student shows in printed tables: kind, encoder and depth if cut."""
+def student_name(model_cfg: Any, spec: Any = None) -> str:
+    """How a student shows in printed tables: kind, the encoder it trained (the fallback's
+    name, marked, when ``model.encoder`` could not be loaded) and depth if cut."""
     kind = {"two_tower": "two-tower", "berm": "BERM", "seminar": "SEMINAR"}.get(
         model_cfg.student, "cross-encoder"
     )
+    encoder = model_cfg.encoder if spec is None else spec.name
+    if spec is not None and spec.fallback_from:
+        encoder = f"{spec.name} (fallback for {spec.fallback_from})"
     depth = f" L{model_cfg.encoder_layers}" if model_cfg.encoder_layers else ""
-    return f"{kind} {model_cfg.encoder}{depth}"
+    return f"{kind} {encoder}{depth}"
 
 
 def _teacher(

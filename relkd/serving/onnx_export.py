@@ -626,7 +626,7 @@ def export_onnx(
             "checkpoint": str(path.resolve()),
             "checkpoint_sha256": sha,
             "student": student.kind,
-            "name": student_name(cfg.model),
+            "name": student_name(cfg.model, student.spec),
             "encoder": student.spec.name,
             "tokenizer": student.spec.tokenizer,
             "opset": opset,
