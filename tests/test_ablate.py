@@ -59,6 +59,10 @@ def test_ablation_runs_then_reuses_every_run(
     assert {r["group"] for r in rows} >= {"overall", "head", "torso", "tail"}
     md = (root / "results.md").read_text()
     assert "| lr 3e-3 " in md and "| lr 1e-4 " in md and " ± " in md and "**" in md
+    # the second variant against the first: a paired difference with its interval
+    assert "Paired differences against 'lr 3e-3'" in md and "Paired differences" in out
+    paired = [line for line in md.splitlines() if line.startswith("| lr 1e-4 ")][1]
+    assert paired.count("[") == 4 and "±" not in paired
     assert "By popularity bucket" in md
     assert md.split("\n\n")[1] in out  # the main table is printed
     assert list((root / "hparams").rglob("events.out.tfevents.*"))
@@ -72,6 +76,16 @@ def test_ablation_runs_then_reuses_every_run(
     assert "4 runs: 4 reused, 0 ran, 0 resumed, 0 failed" in again
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing ran, nothing rewritten
     assert (root / "results.md").read_text() == md
+
+
+def test_output_dir_moves_the_ablation(tmp_path: Path) -> None:
+    path = tiny_ablation(tmp_path, tmp_path / "data")
+    runner = AblationRunner(load_ablation(path), path, [f"output_dir={tmp_path / 'moved'}"])
+    runs = runner.plan()
+    assert runner.root == tmp_path / "moved" / "tiny"
+    assert all(r.run_dir.parent.parent == runner.root for r in runs)
+    with pytest.raises(ConfigError, match="key version: the ablation sets it for each variant"):
+        AblationRunner(load_ablation(path), path, ["version=1"])
 
 
 def _error(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]) -> str:

@@ -59,9 +59,10 @@ def test_pipeline_runs_then_reuses_every_step(
         assert f"| {name} " in first
     # every other row as a paired difference against the first student, with its interval
     assert "Paired differences against 'hard'" in first
-    paired_rows = [line for line in first.splitlines() if line.startswith("| kd+pool ")]
-    assert len(paired_rows) == 2 and re.search(r"[+-]\d\.\d{4} \[[+-]", paired_rows[1])
-    assert "| teacher " in first and "| step " in first
+    rows = [line for line in first.splitlines() if line.startswith("| kd+pool ")]
+    assert len(rows) == 3  # the metrics, the paired differences, the step's time
+    assert re.search(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", rows[1])
+    assert re.search(r"\| (ran|reused) \| \d+ s \|", rows[2]) and "| step " in first
     summary = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
     assert summary["baseline"] == "hard" and set(summary["paired"]) == {
         "BM25",
@@ -250,7 +251,7 @@ def test_output_dir_moves_every_step_and_placement_keys_are_refused(tmp_path: Pa
     assert run_dir.parent.parent == tmp_path / "x" / "quickstart"
     assert cfg.output_dir == str(tmp_path / "x" / "quickstart") and cfg.seed == 3
     for key in ("version", "experiment", "resume"):
-        with pytest.raises(ConfigError, match=f"key {key}: the pipeline sets it"):
+        with pytest.raises(ConfigError, match=f"key {key}: the pipeline sets it for each step"):
             PipelineRunner(load_pipeline(path), path, [f"{key}=abc"])
 
 

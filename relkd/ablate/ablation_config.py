@@ -39,6 +39,9 @@ class AblationConfig:
     variants: list[Variant] = field(default_factory=list)
     # key -> values: one variant per combination, after the listed variants
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    # the variant every other one is compared with (paired difference over the test queries,
+    # 95 % interval); null: the first variant
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ def load_ablation(path: str | Path) -> AblationConfig:
     clash = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
     if clash:
         raise ConfigError(f"{path}: key variants: names {clash} share a run folder name")
+    if out.baseline is not None and out.baseline not in names:
+        raise ConfigError(f"{path}: key baseline: {out.baseline!r} is not a variant ({names})")
     if not out.seeds or len(set(out.seeds)) != len(out.seeds):
         raise ConfigError(f"{path}: key seeds: name one or more distinct seeds")
     if not out.name.strip() or "/" in out.name or out.name in (".", ".."):

@@ -47,8 +47,10 @@ from relkd.pipeline.comparison_table import (
     has_slices,
     markdown_table,
     metric,
+    paired_note,
+    paired_table,
 )
-from relkd.pipeline.pipeline_runner import experiment_path, step_fingerprint
+from relkd.pipeline.pipeline_runner import experiment_path, placement, step_fingerprint
 from relkd.runs.run_dir import VERSION_ENV
 
 SPLIT = "test"  # the split the tables compare
@@ -100,7 +102,8 @@ class AblationRunner:
             raise ConfigError(f"--jobs: at least 1, got {jobs}")
         self.cfg = cfg
         self.source = source
-        self.cli = list(cli_overrides)
+        output_dir, self.cli = placement(list(cli_overrides), "ablation", "variant")
+        cfg.output_dir = output_dir or cfg.output_dir
         self.jobs = jobs
         self.root = Path(cfg.output_dir) / cfg.name
         self.variants = expand_variants(cfg)
@@ -230,7 +233,7 @@ class AblationRunner:
         self.root.mkdir(parents=True, exist_ok=True)
         done = [r for r in runs if r.status != "failed"]
         atomic_write_bytes(self.root / "results.csv", results_csv(done).encode())
-        main, text = results_markdown(done, self.variants, self.cfg.seeds)
+        main, text = results_markdown(done, self.variants, self.cfg.seeds, self.cfg.baseline)
         atomic_write_bytes(self.root / "results.md", text.encode())
         write_hparams(self.root / "hparams", done, self.variants)
         counts = {s: sum(r.status == s for r in runs) for s in ("reused", "ran", "resumed")}
@@ -312,10 +315,41 @@ def main_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     return markdown_table(["variant", *(c[0] for c in COLUMNS)], body)
 
 
+def paired_section(
+    runs: Sequence[AblationRun],
+    variants: Sequence[ResolvedVariant],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    baseline: str | None,
+) -> str:
+    """Every variant against the baseline variant (the first by default) as a paired
+    difference over the test queries with its interval; "" when it cannot be computed."""
+    from relkd.metrics.paired_difference import against_baseline_files
+
+    base = baseline or variants[0].name
+    scheme = next((r["scheme"] for res in rows.values() for r in res if "scheme" in r), None)
+    if base not in rows or scheme is None:
+        return ""
+    files = {
+        v.name: [
+            r.run_dir / "predictions" / f"{SPLIT}.parquet"
+            for r in runs
+            if r.variant == v and SPLIT in r.metrics
+        ]
+        for v in variants
+    }
+    diffs = against_baseline_files(files, base, scheme)
+    if not diffs:
+        return ""
+    return f"{paired_note(diffs, base, SPLIT)}\n\n{paired_table(diffs)}"
+
+
 def results_markdown(
-    runs: Sequence[AblationRun], variants: Sequence[ResolvedVariant], seeds: Sequence[int]
+    runs: Sequence[AblationRun],
+    variants: Sequence[ResolvedVariant],
+    seeds: Sequence[int],
+    baseline: str | None = None,
 ) -> tuple[str, str]:
-    """(the main table, results.md's text)."""
+    """(the main table with the paired differences below it, results.md's text)."""
     rows: dict[str, list[Mapping[str, Any]]] = {}
     for v in variants:  # the file's order
         found = [r.metrics[SPLIT] for r in runs if r.variant == v and SPLIT in r.metrics]
@@ -323,7 +357,8 @@ def results_markdown(
             rows[v.name] = found
     if not rows:
         return "(no finished runs)", "(no finished runs)\n"
-    table = main_table(rows)
+    paired = paired_section(runs, variants, rows, baseline)
+    table = main_table(rows) + (f"\n\n{paired}" if paired else "")
     overrides = "\n".join(
         f"- **{v.name}**: {' '.join(f'`{o}`' for o in v.overrides) or '(the base recipe)'}"
         for v in variants

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -257,3 +258,23 @@ def against_baseline(
         comp = PairedComparison(preds, base, scheme)
         out[name] = {(b, m): comp.difference(m, b) for b, m in groups}
     return out
+
+
+def against_baseline_files(
+    files: Mapping[str, Sequence[Path]],
+    baseline: str,
+    scheme: LabelScheme | str,
+    groups: Sequence[tuple[str | None, str]] = PAIRED_GROUPS,
+) -> dict[str, dict[tuple[str | None, str], PairedDifference | None]]:
+    """:func:`against_baseline` on prediction files (name -> one file per seed); a row whose
+    files are missing (runs older than the files) is left out."""
+    from relkd.data.label_scheme import get_label_scheme
+    from relkd.metrics.predictions_file import read_predictions
+
+    loaded = {
+        name: [read_predictions(p) for p in paths]
+        for name, paths in files.items()
+        if paths and all(Path(p).is_file() for p in paths)
+    }
+    scheme = get_label_scheme(scheme) if isinstance(scheme, str) else scheme
+    return against_baseline(loaded, baseline, scheme, groups)

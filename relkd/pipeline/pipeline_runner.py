@@ -80,25 +80,35 @@ def step_fingerprint(cfg: DictConfig, extra: dict[str, Any] | None = None) -> st
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def placement(cli_overrides: list[str], what: str, unit: str) -> tuple[str | None, list[str]]:
+    """(``output_dir=`` of the command line, the other overrides). A pipeline or an ablation
+    places each of its runs itself (``<output_dir>/<name>/<unit>/<fingerprint>``), so
+    ``output_dir=`` moves the whole of it, and ``experiment=``, ``version=`` or ``resume=``,
+    which it sets per run, are refused in one line rather than silently replaced."""
+    output_dir, rest = None, []
+    for item in cli_overrides:
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key == "output_dir":
+            output_dir = value.strip()
+        elif key in _PLACED:
+            raise ConfigError(
+                f"command line: key {key}: the {what} sets it for each {unit} (runs go under "
+                f"output_dir/<name>/<{unit}>/<fingerprint>); pass output_dir= to move them"
+            )
+        else:
+            rest.append(item)
+    return output_dir, rest
+
+
 class PipelineRunner:
     """Runs the steps of one pipeline config (see the module docstring)."""
 
     def __init__(self, cfg: PipelineConfig, source: Path, cli_overrides: list[str]) -> None:
         self.cfg = cfg
         self.source = source
-        self.cli = []
-        for item in cli_overrides:
-            key, _, value = item.partition("=")
-            key = key.strip()
-            if key == "output_dir":  # where the whole pipeline goes: <output_dir>/<name>/...
-                cfg.output_dir = value.strip()
-            elif key in _PLACED:
-                raise ConfigError(
-                    f"command line: key {key}: the pipeline sets it for each step (steps go "
-                    f"under output_dir/{cfg.name}/<step>/<fingerprint>); pass output_dir= instead"
-                )
-            else:
-                self.cli.append(item)
+        output_dir, self.cli = placement(cli_overrides, "pipeline", "step")
+        cfg.output_dir = output_dir or cfg.output_dir
         self.root = Path(cfg.output_dir) / cfg.name
 
     # ---- composing steps ----
@@ -409,21 +419,12 @@ def fallback_mark(run_dir: Path) -> str:
 def paired_differences(
     rows: dict[str, list[dict[str, Any]]], preds: dict[str, list[Path]], baseline: str
 ) -> dict[str, Any]:
-    """Each row against ``baseline`` (relkd/metrics/paired_difference.py), from the runs'
-    per-pair predictions; a row whose runs wrote none (older runs) is left out."""
-    from relkd.data.label_scheme import get_label_scheme
-    from relkd.metrics.paired_difference import against_baseline
-    from relkd.metrics.predictions_file import read_predictions
+    """Each row against ``baseline`` from the runs' per-pair predictions (the label scheme is
+    the one their metrics name)."""
+    from relkd.metrics.paired_difference import against_baseline_files
 
-    scheme_name = next((r["scheme"] for runs in rows.values() for r in runs if "scheme" in r), None)
-    if scheme_name is None:
-        return {}
-    loaded = {
-        name: [read_predictions(p) for p in paths]
-        for name, paths in preds.items()
-        if paths and all(p.is_file() for p in paths)
-    }
-    return against_baseline(loaded, baseline, get_label_scheme(scheme_name))
+    scheme = next((r["scheme"] for runs in rows.values() for r in runs if "scheme" in r), None)
+    return {} if scheme is None else against_baseline_files(preds, baseline, scheme)
 
 
 def steps_table(steps: list[dict[str, Any]]) -> str:
