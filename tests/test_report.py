@@ -157,6 +157,27 @@ def test_report_lists_every_run_with_its_bucket_metrics(study: Path, report: Pat
     assert marker["kind"] == "relkd_report" and len(marker["runs"]) == 2
 
 
+def test_the_second_recipe_is_paired_against_the_first(study: Path, report: Path) -> None:
+    """pool-1 against pool-0 on the same test pairs: the paired table's Δ is the difference of
+    the two runs' metrics.json figures, with an interval around it."""
+    first, second = runs_of(study)
+    metrics = [
+        json.loads((r / "metrics.json").read_text())["test"]["overall"] for r in (first, second)
+    ]
+    rows = rows_by_header(page(report).tables["paired"][0])
+    assert len(rows) == 1 and rows[0]["recipe"].startswith("runs/pool-1/version_0 (1 seed)")
+    cell = rows[0]["ΔNDCG@10"]
+    delta, low, high = (
+        float(x) for x in cell.replace("[", " ").replace(",", " ").replace("]", " ").split()[:3]
+    )
+    assert delta == pytest.approx(metrics[1]["ndcg@10"] - metrics[0]["ndcg@10"], abs=1e-4)
+    assert low <= delta <= high and (("(0 in CI)" in cell) == (low <= 0 <= high))
+    acc = float(rows[0]["Δclass-acc"].split()[0])
+    assert acc == pytest.approx(
+        metrics[1]["class_accuracy"] - metrics[0]["class_accuracy"], abs=1e-4
+    )
+
+
 def test_every_logged_loss_term_has_a_curve(study: Path, report: Path) -> None:
     losses = rows_by_header(page(report).tables["losses"][0])
     alt = next(i["alt"] for i in page(report).images if i["section"] == "losses")

@@ -291,11 +291,78 @@ def pareto_section(runs: Sequence[RunRecord], folder: Path) -> Section:
     return section
 
 
+def recipe_groups(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs that differ only in their seed (and where they were written) are seeds of one
+    recipe: name -> its runs, in report order. A group is named by its variant, else by its
+    first run."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    groups: dict[str, list[RunRecord]] = {}
+    names: dict[str, str] = {}
+    for r in runs:
+        body = OmegaConf.to_container(r.config, resolve=False)
+        assert isinstance(body, dict)
+        for key in ("seed", "experiment", "output_dir", "version", "resume"):
+            body.pop(key, None)
+        key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        name = names.setdefault(key, r.variant or r.name)
+        groups.setdefault(name, []).append(r)
+    return groups
+
+
+def paired_section(runs: Sequence[RunRecord]) -> Section:
+    """Every recipe against the first one (the first run or variant given), as a paired
+    difference over the test queries with a 95 % interval (relkd/metrics/paired_difference.py)."""
+    from relkd.errors import DataError
+    from relkd.metrics.paired_difference import against_baseline_files
+    from relkd.pipeline.comparison_table import paired_headers
+
+    section = Section(
+        "paired",
+        "Paired differences",
+        f"Each recipe (its runs that differ only in the seed) against the first, on the "
+        f"{REPORT_SPLIT} queries both were evaluated on: model − baseline per query, then a 95 % "
+        "bootstrap interval that resamples the queries and each recipe's seeds; (0 in CI): not "
+        "separated from the baseline.",
+    )
+    groups = recipe_groups([r for r in runs if r.split()])
+    scheme = next((r.split().get("scheme") for g in groups.values() for r in g), None)
+    if len(groups) < 2 or scheme is None:
+        section.notes.append("fewer than two recipes with test metrics: nothing to pair")
+        return section
+    baseline = next(iter(groups))
+    files = {
+        f"{name} ({len(g)} seed{'s' if len(g) > 1 else ''})": [predictions_path(r.path) for r in g]
+        for name, g in groups.items()
+    }
+    base_key = next(iter(files))
+    try:
+        diffs = against_baseline_files(files, base_key, scheme)
+    except DataError as exc:
+        section.notes.append(f"not paired: {exc}")
+        return section
+    missing = [n for n in files if n != base_key and n not in diffs]
+    if missing:
+        section.notes.append(f"no {REPORT_SPLIT} predictions for: {', '.join(missing)}")
+    rows = [
+        [name, *(d.cell() if (d := row.get(g)) is not None else "-" for g in row)]
+        for name, row in diffs.items()
+    ]
+    if rows:
+        section.notes.insert(0, f"baseline: {base_key} ({baseline})")
+        section.tables.append(Table(["recipe", *paired_headers()], rows))
+    return section
+
+
 def build_sections(runs: Sequence[RunRecord], folder: Path) -> list[Section]:
     """Every section, its figures written into ``folder``."""
     return [
         runs_section(runs),
         bucket_section(runs, folder),
+        paired_section(runs),
         loss_section(runs, folder),
         agreement_section(runs, folder),
         calibration_section(runs, folder),
