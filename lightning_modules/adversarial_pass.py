@@ -49,12 +49,17 @@ class AdversarialPass:
 
     Args:
         norm: the L2 norm of ``delta`` per example (``loss.adversarial.norm``).
+        relative: ``norm`` is a share of each example's own embedding norm over its real tokens
+            (``loss.adversarial.relative``): ``‖delta‖ = norm · ‖embeddings · mask‖``, so one
+            setting means the same strength for encoders whose embeddings differ in scale
+            (tiny-bert's rows are ~0.2 long, MiniLM's larger).
     """
 
-    def __init__(self, norm: float) -> None:
+    def __init__(self, norm: float, relative: bool = False) -> None:
         if not norm > 0:
             raise ValueError(f"the perturbation norm must be > 0, got {norm}")
         self.norm = float(norm)
+        self.relative = bool(relative)
 
     def perturbation(
         self, clean_loss: torch.Tensor, embeddings: torch.Tensor, attention_mask: torch.Tensor
@@ -69,10 +74,14 @@ class AdversarialPass:
             )
         if grad is None:  # no clean term depends on the embeddings
             return torch.zeros_like(embeddings).detach()
-        g = grad.detach().float() * attention_mask.detach()[..., None].float()
+        mask = attention_mask.detach()[..., None].float()
+        g = grad.detach().float() * mask
         length = g.flatten(1).norm(dim=1)
         nonzero = length > 0
-        scale = nonzero * self.norm / torch.where(nonzero, length, torch.ones_like(length))
+        target = torch.full_like(length, self.norm)
+        if self.relative:
+            target = self.norm * (embeddings.detach().float() * mask).flatten(1).norm(dim=1)
+        scale = nonzero * target / torch.where(nonzero, length, torch.ones_like(length))
         return (g * scale[:, None, None]).to(embeddings.dtype)
 
     def __call__(

@@ -82,7 +82,10 @@ class StudentModule(RelevanceModule):
             )
         if norm is None:
             norm = getattr(self.loss, "adversarial_norm", None)
-        return AdversarialPass(AdversarialSettings.norm if norm is None else norm)
+        return AdversarialPass(
+            AdversarialSettings.norm if norm is None else norm,
+            relative=bool(getattr(self.loss, "adversarial_relative", False)),
+        )
 
     # ---- forward and training ----
     def forward(self, batch: dict[str, Any], **net_kwargs: Any) -> dict[str, torch.Tensor]:

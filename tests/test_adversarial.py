@@ -104,6 +104,29 @@ def test_perturbation_has_the_norm_per_example_no_padding_and_the_gradients_dire
     loss.backward()  # the clean graph is kept for the step's backward
 
 
+def test_a_relative_norm_is_a_share_of_each_examples_embedding_norm() -> None:
+    g = torch.Generator().manual_seed(1)
+    scale = torch.tensor([0.2, 1.0, 7.0])[:, None, None]  # embeddings of very different sizes
+    emb = (torch.randn(3, 6, 4, generator=g) * scale).requires_grad_(True)
+    mask = (torch.arange(6)[None] < torch.tensor([6, 2, 4])[:, None]).long()
+    loss = (emb * torch.randn(3, 6, 4, generator=g)).sum()
+    delta = AdversarialPass(0.1, relative=True).perturbation(loss, emb, mask)
+    own = (emb.detach() * mask[..., None]).flatten(1).norm(dim=1)  # padding never counts
+    torch.testing.assert_close(delta.flatten(1).norm(dim=1), 0.1 * own)
+    assert torch.all(delta[mask == 0] == 0)
+    absolute = AdversarialPass(0.1).perturbation(loss, emb, mask)
+    torch.testing.assert_close(absolute.flatten(1).norm(dim=1), torch.full((3,), 0.1))
+
+
+def test_the_relative_setting_reaches_the_adversarial_pass() -> None:
+    cfg = compose(
+        QUICKSTART,
+        ["loss.weights.adv_ce=1", "loss.adversarial.norm=0.05", "loss.adversarial.relative=true"],
+    )
+    loss = build_loss(cfg.loss, ESCI)
+    assert loss.adversarial_norm == 0.05 and loss.adversarial_relative
+
+
 def test_an_example_without_gradient_gets_no_perturbation_and_no_nan() -> None:
     emb = torch.randn(3, 4, 2, requires_grad=True)
     loss = (emb[:2] ** 2).sum()  # row 2 does not reach the loss

@@ -185,6 +185,7 @@ class AdversarialSettings:
     """Contrastive adversarial training (loss terms adv_ce, adv_kl, adv_contrastive)."""
 
     norm: float = 5.0  # L2 norm of the embedding perturbation, per example
+    relative: bool = False  # norm is a share of each example's embedding norm (its real tokens)
     temperature: float = 0.05  # adv_contrastive: InfoNCE temperature
 
 

@@ -178,8 +178,9 @@ def build_loss(
 ) -> WeightedLoss:
     """The combiner for :func:`effective_weights`; terms with weight 0 are left out.
 
-    With an adversarial term active the combiner carries ``loss.adversarial.norm`` (its
-    ``adversarial_norm``), the perturbation the student module's adversarial pass applies.
+    With an adversarial term active the combiner carries ``loss.adversarial.norm`` and
+    ``.relative`` (its ``adversarial_norm``, ``adversarial_relative``), the perturbation the
+    student module's adversarial pass applies.
 
     The dims are the widths ``cot_aspects`` (``feature_dim``) and ``hidden_mse``
     (``pooled_dim``, ``teacher_hidden_dim``) build their layers on; a ConfigError names the one
@@ -195,9 +196,10 @@ def build_loss(
         raise KeyError(f"loss.schedules: {stray} are not active loss terms {sorted(active)}")
     temperature = getattr(loss_cfg, "temperature_schedule", None)
     dims = LossDims(feature_dim, pooled_dim, teacher_hidden_dim)
-    adversarial_norm = None
+    adversarial_norm, relative = None, False
     if set(active) & ADVERSARIAL_TERMS:
         adversarial_norm = float(loss_cfg.adversarial.norm)
+        relative = bool(getattr(loss_cfg.adversarial, "relative", False))
     return WeightedLoss(
         {name: LOSS_TERMS[name](loss_cfg, scheme, dims) for name in active},
         active,
@@ -206,4 +208,5 @@ def build_loss(
         if temperature is None
         else WeightSchedule.from_config(temperature),
         adversarial_norm=adversarial_norm,
+        adversarial_relative=relative,
     )

@@ -35,7 +35,8 @@ class WeightedLoss(nn.Module):
     adversarial terms read) uses :meth:`compute` on a subset of terms, :meth:`weighted_sum` on
     them, and :meth:`combine` once every term has a value; ``forward`` is those three in one.
     ``adversarial_norm`` (``loss.adversarial.norm``, set by ``build_loss`` when an adversarial
-    term is active) is the L2 norm of that perturbation; None otherwise.
+    term is active) is the L2 norm of that perturbation, or with ``adversarial_relative`` its
+    share of each example's embedding norm; None otherwise.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class WeightedLoss(nn.Module):
         schedules: Mapping[str, Callable[[float], float]] | None = None,
         temperature_schedule: Callable[[float], float] | None = None,
         adversarial_norm: float | None = None,
+        adversarial_relative: bool = False,
     ) -> None:
         super().__init__()
         if set(terms) != set(weights):
@@ -60,6 +62,7 @@ class WeightedLoss(nn.Module):
         self.schedules = schedules
         self.temperature_schedule = temperature_schedule
         self.adversarial_norm = None if adversarial_norm is None else float(adversarial_norm)
+        self.adversarial_relative = bool(adversarial_relative)
         self.progress = 0.0
         self._current = dict(self.weights)
         self.set_progress(0.0)
