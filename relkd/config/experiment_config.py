@@ -154,8 +154,8 @@ class SeminarSettings:
 @dataclass
 class ModelConfig:
     student: str = "cross_encoder"
-    encoder: str = "tiny-bert"  # preset (minilm, tiny-bert) or any Hugging Face id / path
-    fallback_encoder: str | None = None  # used, with a warning, if ``encoder`` is unavailable
+    encoder: str = "minilm"  # preset (minilm, tiny-bert) or any Hugging Face id / path
+    fallback_encoder: str | None = "tiny-bert"  # used, loudly, if ``encoder`` cannot be loaded
     dropout: float = 0.1
     pooling: str = "cls"  # cls | mean
     # tiny-bert preset sizes (ignored by pretrained encoders)
