@@ -105,9 +105,7 @@ def test_a_half_finished_step_is_refused_not_overwritten(
 ) -> None:
     path = tiny_pipeline(tmp_path, shared_data_root)
     runner = PipelineRunner(load_pipeline(path), path, [])
-    _, run_dir = runner.compose_step(
-        runner.cfg.teacher.experiment, runner.cfg.teacher.overrides, "teacher", None
-    )
+    _, run_dir = runner.compose_teacher()
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("half")
     with pytest.raises(ConfigError, match="did not finish"):
@@ -131,9 +129,7 @@ def test_bad_pipeline_files_name_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(PIPELINES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_pipeline_step_composes(path: Path) -> None:
     runner = PipelineRunner(load_pipeline(path), path, [])
-    cfg, _ = runner.compose_step(
-        runner.cfg.teacher.experiment, runner.cfg.teacher.overrides, "teacher", None
-    )
+    cfg, _ = runner.compose_teacher()
     assert cfg.task == "teacher"
     for step in runner.cfg.students:
         extra = ["data.teacher_cache=some/cache"] if step.distil else []
@@ -301,3 +297,16 @@ def test_every_step_is_composed_before_any_runs(
 
 def run_pipeline_file(path: Path, out: Path) -> str:
     return PipelineRunner(load_pipeline(path), path, [f"output_dir={out}"]).run()
+
+
+def test_pipelines_under_one_output_dir_share_their_teacher(tmp_path: Path) -> None:
+    """The teacher never reads a student setting: two pipelines with the same teacher and data
+    train it once (<output_dir>/teachers/<digest>); other data is another teacher."""
+    runs = {}
+    for name in ("walmart", "berm", "quickstart"):
+        path = PIPELINES / f"{name}.yaml"
+        runs[name] = PipelineRunner(load_pipeline(path), path, [f"output_dir={tmp_path}"])
+    teacher = {name: r.compose_teacher()[1] for name, r in runs.items()}
+    assert teacher["walmart"] == teacher["berm"]
+    assert teacher["walmart"].parent == tmp_path / "teachers"
+    assert teacher["quickstart"] != teacher["walmart"]  # its own, smaller dataset

@@ -42,6 +42,7 @@ _UNFINGERPRINTED = ("experiment", "output_dir", "version", "resume")
 # what the pipeline itself sets for every step (output_dir= on its command line moves it all)
 _PLACED = ("experiment", "version", "resume")
 _PENDING_CACHE = "teacher_cache/pending"  # a distilled student's cache before annotation
+TEACHERS = "teachers"  # <output_dir>/teachers/<digest>: teacher steps, shared across pipelines
 _TRAINER_COSMETIC = ("enable_progress_bar", "log_every_n_steps")
 
 
@@ -119,18 +120,31 @@ class PipelineRunner:
         step: str,
         extra: dict[str, Any] | None,
         last: list[str] | None = None,
+        root: Path | None = None,
     ) -> tuple[DictConfig, Path]:
+        """The step's config and run folder ``<root>/<step>/<digest>`` (root: this pipeline's
+        folder unless given)."""
         path = experiment_path(experiment, self.source)
+        root = self.root if root is None else root
         # the command line beats the pipeline file; a student's seed (seeds) beats both
         layered = [*self.cfg.overrides, *overrides, *self.cli, *(last or [])]
         digest = step_fingerprint(compose(path, layered), extra)
         placed = [
             *layered,
-            f"output_dir={self.root}",
+            f"output_dir={root}",
             f"experiment={step}",
             f"version={digest}",
         ]
-        return compose(path, placed), self.root / step / digest
+        return compose(path, placed), root / step / digest
+
+    def compose_teacher(self) -> tuple[DictConfig, Path]:
+        """The teacher step: ``<output_dir>/teachers/<digest>``, shared by every pipeline under
+        the same output_dir (a teacher never reads a student setting, so the Walmart, BERM,
+        robust and SEMINAR pipelines train one teacher between them and annotate one cache)."""
+        t = self.cfg.teacher
+        return self.compose_step(
+            t.experiment, t.overrides, TEACHERS, None, root=Path(self.cfg.output_dir)
+        )
 
     def _train(self, name: str, cfg: DictConfig, run_dir: Path, task: str) -> StepResult:
         from relkd.train import run_training
@@ -166,7 +180,7 @@ class PipelineRunner:
                 )
             print(f"[pipeline] teacher: {run_dir} (given)")
             return StepResult("teacher", run_dir, True, 0.0, json.loads(metrics.read_text()))
-        cfg, run_dir = self.compose_step(t.experiment, t.overrides, "teacher", None)
+        cfg, run_dir = self.compose_teacher()
         print(f"[pipeline] teacher: {run_dir}")
         return self._train("teacher", cfg, run_dir, "teacher")
 
@@ -234,7 +248,7 @@ class PipelineRunner:
             parse_kinds(self.cfg.perturb, f"{self.source}: perturb")
         t = self.cfg.teacher
         if t.run is None:
-            cfg, teacher_dir = self.compose_step(t.experiment, t.overrides, "teacher", None)
+            cfg, teacher_dir = self.compose_teacher()
             if cfg.task != "teacher":
                 raise ConfigError(
                     f"{self.source}: teacher.experiment {t.experiment}: its task is "
