@@ -107,17 +107,22 @@ def nested_bootstrap(
         raise ValueError(f"shapes {model.shape}, {baseline.shape} and {weight.shape} disagree")
     rng = np.random.default_rng(seed)
     out = np.empty(resamples, dtype=np.float64)
-    uniform_q = np.full(q, 1.0 / q)
 
-    def seed_weights(s: int, b: int) -> np.ndarray:
-        return rng.multinomial(s, np.full(s, 1.0 / s), size=b) / s
+    def seed_means(values: np.ndarray, b: int) -> np.ndarray:
+        """(b, Q): each replicate's mean over its resampled seeds."""
+        s = values.shape[0]
+        if s == 1:
+            return np.broadcast_to(values, (b, values.shape[1]))
+        picks = rng.integers(0, s, size=(b, s))
+        counts = (picks[:, :, None] == np.arange(s)).sum(axis=1) / s  # (b, S) seed weights
+        return counts @ values
 
     for start in range(0, resamples, _CHUNK):
         b = min(_CHUNK, resamples - start)
-        wq = rng.multinomial(q, uniform_q, size=b).astype(np.float64)  # (b, Q) query counts
-        m = seed_weights(model.shape[0], b) @ model  # (b, Q) seed-resampled means
-        r = seed_weights(baseline.shape[0], b) @ baseline
-        out[start : start + b] = ((m - r) * wq).sum(axis=1) / (wq @ weight)
+        diff = seed_means(model, b) - seed_means(baseline, b)  # (b, Q)
+        drawn = rng.integers(0, q, size=(b, q))  # each replicate's queries, with replacement
+        num = np.take_along_axis(diff, drawn, axis=1).sum(axis=1)
+        out[start : start + b] = num / weight[drawn].sum(axis=1)
     return out
 
 
