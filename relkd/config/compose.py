@@ -103,8 +103,8 @@ def _string_typed(schema: DictConfig, key: str) -> bool:
     """Whether ``key`` (dotted) is a ``str`` (or ``str | None``) setting of the schema."""
     node: Any = schema
     for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False
+        if not isinstance(node, DictConfig) or node._is_none() or part not in node:
+            return False  # not a section, or an optional one that is unset (null)
         node = node._get_node(part)
     return isinstance(node, StringNode)
 
