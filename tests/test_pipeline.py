@@ -4,6 +4,7 @@ holds one row per model; a half-finished step and bad pipeline files are refused
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -267,8 +268,11 @@ def test_a_digest_that_looks_like_a_number_names_the_run_folder(
     assert cfg.version == digest and run_dir.name == digest
     from relkd.runs.run_dir import VERSION_ENV, choose_run_dir
 
-    monkeypatch.delenv(VERSION_ENV, raising=False)  # choose_run_dir shares its choice there
-    assert choose_run_dir(cfg.output_dir, cfg.experiment, cfg.version) == run_dir
+    monkeypatch.delenv(VERSION_ENV, raising=False)
+    try:
+        assert choose_run_dir(cfg.output_dir, cfg.experiment, cfg.version) == run_dir
+    finally:
+        os.environ.pop(VERSION_ENV, None)  # choose_run_dir shares its choice there
     assert run_dir.is_dir()
 
 
