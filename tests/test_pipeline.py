@@ -63,7 +63,7 @@ def test_pipeline_runs_then_reuses_every_step(
     rows = [line for line in first.splitlines() if line.startswith("| kd+pool ")]
     assert len(rows) == 3  # the metrics, the paired differences, the step's time
     assert re.search(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", rows[1])
-    assert re.search(r"\| (ran|reused) \| \d+ s \|", rows[2]) and "| step " in first
+    assert re.search(r"\| (ran|reused) \| +\d+ s \|", rows[2]) and "| step " in first
     summary = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
     assert summary["baseline"] == "hard" and set(summary["paired"]) == {
         "BM25",
