@@ -1,10 +1,12 @@
-"""The fast single-student path and the README's main job, unshrunk (slow: about 6 and 13
+"""The fast single-student path and the README's main job, unshrunk (slow: about 6 and 30
 minutes on a 2-core CPU).
 
 Run with ``python -m pytest -m slow``. The first asserts the student's quality bar: the MiniLM
 cross-encoder beats BM25 on NDCG@10 on the synthetic test split. The second runs
 ``relkd pipeline experiments/pipeline/quickstart.yaml`` as shipped, then again, which must
-reuse every step.
+reuse every step, and checks the table's claims that hold by a wide margin (docs/results.md:
+the teacher leads the hard-label student by ~0.03 NDCG@10; the distilled student's lead over
+the hard-label one is what the paired interval is for, so it is reported, not asserted).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def test_pipeline_quickstart_runs_then_reuses(
     assert main(["pipeline", pipeline, quiet]) == 0
     first = json.loads(Path("runs/pipeline/quickstart/comparison.json").read_text())
     assert set(first["rows"]) >= {"BM25", "teacher"} and len(first["rows"]) == 4
+    hard = "cross-encoder, hard labels"
+    assert first["baseline"] == hard and set(first["paired"]) == set(first["rows"]) - {hard}
+    teacher = {(d["bucket"], d["metric"]): d for d in first["paired"]["teacher"]}
+    assert teacher[("overall", "ndcg@10")]["low"] > 0  # the teacher is clearly above its student
     assert main(["pipeline", pipeline, quiet]) == 0
     again = json.loads(Path("runs/pipeline/quickstart/comparison.json").read_text())
     assert all(s.get("reused", True) for s in again["steps"])
