@@ -330,6 +330,29 @@ def bm25_edited_table(env: Env):
     return argv, [str(data / "pairs.parquet"), "sha256"]
 
 
+def synth_out_is_a_file(env: Env):
+    out = env.tmp / "afile.txt"
+    out.write_text("keep me")
+    return ["data", "synth", "--out", str(out), "--pairs", "50"], [str(out), "is a file"]
+
+
+def synth_too_many_pairs(env: Env):
+    argv = ["data", "synth", "--out", str(env.tmp / "out"), "--pairs", "1" + "0" * 20]
+    return argv, ["synth config", "pairs", "at most 50,000,000"]
+
+
+def bm25_edited_manifest_hash(env: Env):
+    """The table untouched (same size and mtime), its recorded sha256 edited in the manifest."""
+    data = env.tmp / "ds"
+    shutil.copytree(env.wands, data)  # copy2 keeps the mtimes, so the cheap check would pass
+    manifest = json.loads((data / "manifest.json").read_text())
+    entry = manifest["tables"]["pairs"]
+    entry["sha256"] = "0" * 64
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["baseline", "bm25", "--data", str(data), "--out", str(env.tmp / "m.json")]
+    return argv, [str(data / "pairs.parquet"), "record (sha256) was edited"]
+
+
 def synth_negative_unlabeled(env: Env):
     argv = ["data", "synth", "--out", str(env.tmp / "out"), "--unlabeled-ratio", "-1"]
     return argv, ["relkd data synth", "--unlabeled-ratio", ">= 0"]
@@ -434,6 +457,13 @@ CASES = [
     Case("bm25-b", "bm25: --b 1.5", bm25_b_out_of_range),
     Case("bm25-edited-table", "bm25: dataset table edited after import", bm25_edited_table),
     Case("synth-unlabeled", "synth: --unlabeled-ratio -1", synth_negative_unlabeled),
+    Case("synth-out-file", "synth: --out names a file", synth_out_is_a_file),
+    Case("synth-too-big", "synth: --pairs 1e20", synth_too_many_pairs),
+    Case(
+        "manifest-hash-edited",
+        "bm25: a manifest's recorded sha256 edited, the table untouched",
+        bm25_edited_manifest_hash,
+    ),
     Case("study-unknown-param", "tune: space.params names optim.lrr", study_unknown_param),
     Case("study-unknown-weight", "tune: space.weights names bogus", study_unknown_weight),
     Case("study-bad-range", "tune: low > high", study_bad_range),
@@ -493,3 +523,25 @@ def test_bad_input_is_one_line_and_leaves_everything_alone(
 
 def test_cases_are_distinct_and_enough() -> None:
     assert len({c.id for c in CASES}) == len(CASES) >= 30
+
+
+
+def test_eval_without_best_checkpoint_uses_last_and_says_so(
+    env_base: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose training stopped before any validation has only last.ckpt: eval uses it."""
+    run = tmp_path / "run"
+    shutil.copytree(env_base.run, run)
+    (run / "checkpoints" / "best.ckpt").unlink()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "test"]) == 0
+    err = capsys.readouterr().err
+    assert "best.ckpt not found" in err and str(run / "checkpoints" / "last.ckpt") in err
+    (written,) = (run / "eval").glob("*-test/metrics.json")
+    assert json.loads(written.read_text())["test"]["overall"]["num_pairs"] > 0
+    # with neither checkpoint it is still a one-line error naming best.ckpt
+    (run / "checkpoints" / "last.ckpt").unlink()
+    assert main(["eval", str(run)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "best.ckpt not found" in lines[0]

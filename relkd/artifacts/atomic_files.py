@@ -195,10 +195,23 @@ def check_replaceable(root: Path, shown: Path, owned: bool, what: str) -> None:
         )
 
 
+def record_seal(size: Any, mtime_ns: Any, sha256: Any) -> str:
+    """Binds a record's size and mtime to its sha256: a record whose sha256 was edited (the
+    file untouched) no longer matches its seal, so the cheap size-and-mtime check is refused and
+    the file is hashed."""
+    return hashlib.sha256(f"{size}:{mtime_ns}:{sha256}".encode()).hexdigest()[:16]
+
+
 def file_record(path: str | Path) -> dict[str, Any]:
-    """``{"bytes", "mtime_ns", "sha256"}`` of a file, for :func:`check_file_record`."""
+    """``{"bytes", "mtime_ns", "sha256", "seal"}`` of a file, for :func:`check_file_record`."""
     st = Path(path).stat()
-    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+    digest = sha256_file(path)
+    return {
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": digest,
+        "seal": record_seal(st.st_size, st.st_mtime_ns, digest),
+    }
 
 
 DATA_HINT = "run `relkd data validate`, then rebuild it or restore the original"
@@ -209,7 +222,8 @@ def check_file_record(
 ) -> str:
     """Check ``path`` against its record; returns its (verified) sha256.
 
-    Size and mtime equal to the record's mean unchanged (no read); otherwise the file is hashed
+    Size and mtime equal to the record's mean unchanged (no read), unless the record's seal
+    (records written since it existed) shows its sha256 was edited; otherwise the file is hashed
     and must still have the recorded sha256. Raises DataError when the file is missing and
     StaleArtifactError naming the file and ``owner`` (the manifest) when its content changed.
     """
@@ -219,9 +233,17 @@ def check_file_record(
     except FileNotFoundError:
         raise DataError(f"{path}: missing (listed in {owner})") from None
     want = record.get("sha256")
-    if st.st_size == record.get("bytes") and st.st_mtime_ns == record.get("mtime_ns") and want:
+    seal = record.get("seal")
+    sealed = seal is None or seal == record_seal(record.get("bytes"), record.get("mtime_ns"), want)
+    untouched = st.st_size == record.get("bytes") and st.st_mtime_ns == record.get("mtime_ns")
+    if untouched and want and sealed:
         return str(want)
     have = sha256_file(path)
+    if have != want and untouched:
+        raise StaleArtifactError(
+            f"{path}: sha256 {have[:12]} != {str(want)[:12]} recorded in {owner}; the file is "
+            f"unchanged, its record (sha256) was edited ({hint})"
+        )
     if have != want:
         raise StaleArtifactError(
             f"{path}: sha256 {have[:12]} != {str(want)[:12]} recorded in {owner}; the file was "

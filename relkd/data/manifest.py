@@ -33,10 +33,16 @@ class TableEntry:
     sha256: str
     bytes: int | None = None
     mtime_ns: int | None = None
+    seal: str | None = None  # binds bytes and mtime_ns to sha256 (atomic_files.record_seal)
 
     def record(self) -> dict[str, Any]:
         """The entry as an atomic_files record, for ``check_file_record``."""
-        return {"bytes": self.bytes, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+        return {
+            "bytes": self.bytes,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+            "seal": self.seal,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Fields to store; unknown size/mtime are left out so an old manifest saves unchanged."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 from relkd.errors import ConfigError
@@ -61,9 +62,20 @@ def choose_run_dir(
 
 
 def checkpoint_path(run_dir: Path, ckpt: str | Path) -> Path:
-    """``best``/``last`` (under RUN_DIR/checkpoints) or a path; ConfigError naming it if absent."""
+    """``best``/``last`` (under RUN_DIR/checkpoints) or a path; ConfigError naming it if absent.
+
+    ``best`` falls back to ``last.ckpt``, saying so, when the run has no best.ckpt: training
+    that stopped before its first validation saved only the latest weights."""
     if str(ckpt) in ("best", "last"):
         path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if str(ckpt) == "best" and not path.is_file() and last.is_file():
+            print(
+                f"relkd: {path} not found (no validation ran before training stopped); "
+                f"evaluating {last} instead",
+                file=sys.stderr,
+            )
+            return last
     else:
         path = Path(ckpt)
     if not path.is_file():

@@ -56,6 +56,8 @@ class SynthConfigError(DataError, ValueError):
     """A SynthConfig field is out of range; the message names the field."""
 
 
+MAX_PAIRS = 50_000_000  # labelled + unlabelled pairs the in-memory generator will build
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Parameters of the generator; every field is recorded in the manifest.
@@ -110,6 +112,15 @@ class SynthConfig:
             raise bad("noise", "must be in [0, 1]")
         if not _is_real(self.unlabeled_ratio) or self.unlabeled_ratio < 0:
             raise bad("unlabeled_ratio", "must be a finite number >= 0")
+        total = (self.pairs + self.val_pairs + self.test_pairs) + self.pairs * self.unlabeled_ratio
+        if total > MAX_PAIRS:
+            labelled = self.pairs + self.val_pairs + self.test_pairs
+            name = "pairs" if labelled > MAX_PAIRS / 2 else "unlabeled_ratio"
+            raise bad(
+                name,
+                f"makes {total:,.0f} pairs in all (labelled + pool); the generator holds them in "
+                f"memory, at most {MAX_PAIRS:,}",
+            )
         if self.items is not None and (not _is_int(self.items) or self.items < 1):
             raise bad("items", "must be a positive integer or None")
         if self.queries is not None and (
@@ -231,6 +242,8 @@ def generate_dataset(
 ) -> CanonicalDataset:
     """Generate the catalogue described by ``cfg`` and write it as a canonical dataset."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file, not a folder; a dataset needs a folder of its own")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DataError(
             f"{out}: already exists and is not empty; pass overwrite (--overwrite) to replace it"
