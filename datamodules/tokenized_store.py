@@ -43,13 +43,13 @@ from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, folder_name, input_differences
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.data.schema import ITEMS
+from relkd.data.schema import ITEM_TEXT_FIELDS, ITEMS
 from relkd.errors import DataError
 
 STORE_VERSION = 1
 STORE_KIND = "tokenized_store"
 MANIFEST = "manifest.json"
-DEFAULT_ITEM_FIELDS: tuple[str, ...] = ("title", "brand", "color", "product_type", "description")
+DEFAULT_ITEM_FIELDS: tuple[str, ...] = ITEM_TEXT_FIELDS
 ITEM_FIELD_SEPARATOR = " | "
 # Item text is cut to this many characters per allowed token before tokenizing, so a long
 # description is not tokenized in full only to be truncated (a token covers far fewer chars).

@@ -525,7 +525,6 @@ def test_cases_are_distinct_and_enough() -> None:
     assert len({c.id for c in CASES}) == len(CASES) >= 30
 
 
-
 def test_eval_without_best_checkpoint_uses_last_and_says_so(
     env_base: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

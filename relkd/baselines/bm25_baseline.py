@@ -29,13 +29,13 @@ import pyarrow.parquet as pq
 from relkd.artifacts.atomic_files import atomic_write
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme
-from relkd.data.schema import BUCKETS, SPLITS
+from relkd.data.schema import BUCKETS, ITEM_TEXT_FIELDS, SPLITS
 from relkd.errors import DataError
 from relkd.metrics import compute_relevance_metrics, format_metrics_table, tune_threshold
 from relkd.metrics.predictions_file import write_predictions
 
 # Item columns indexed, in this order, when the items table has them.
-TEXT_FIELDS: tuple[str, ...] = ("title", "brand", "color", "product_type", "description")
+TEXT_FIELDS: tuple[str, ...] = ITEM_TEXT_FIELDS
 ATTRIBUTES_FIELD = "attributes"
 STOPWORDS = "en"
 

@@ -15,10 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.data.schema import SPLITS
+from relkd.data.schema import EVAL_QUERY_POLICIES, SPLITS
 from relkd.errors import DataError
-
-EVAL_QUERY_POLICIES = ("logs", "hidden")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from omegaconf.nodes import StringNode
 from relkd.config.experiment_config import (
     AGGREGATIONS,
     DATASET_KINDS,
-    EVAL_QUERY_POLICIES,
     FINETUNE,
     LAYOUTS,
     METAPATHS,
@@ -35,6 +34,7 @@ from relkd.config.experiment_config import (
     ExperimentConfig,
 )
 from relkd.config.yaml_file import read_yaml
+from relkd.data.schema import EVAL_QUERY_POLICIES
 from relkd.errors import ConfigError
 from relkd.experiment_files import bundled_experiment, bundled_experiments, find_experiment
 
@@ -472,7 +472,6 @@ def _validate_schedules(cfg: DictConfig, layers: Sequence[Layer]) -> None:
 
 def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The teacher section, and loss terms that only a teacher (or only some modes) can use."""
-    from relkd.behavior import EVAL_QUERY_POLICIES
     from relkd.losses.registry import (
         DISTILLATION_TERMS,
         GROUPED_TERMS,

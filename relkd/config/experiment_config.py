@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from relkd.data.schema import ITEM_TEXT_FIELDS
 from relkd.prompts.item_renderer import TEACHER_ITEM_FIELDS
 
 STRATEGIES = (
@@ -37,7 +38,6 @@ STUDENTS: dict[str, str] = {
 SIMILARITIES = ("cosine", "dot")
 LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
 METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads
-EVAL_QUERY_POLICIES = ("logs", "hidden")  # val/test queries' own behaviour: kept or dropped
 SEQUENCE_EXAMPLES = ("pairs", "events")  # seminar training rows: the split's pairs, or log events
 SEMINAR_ATTENTION = ("exact", "pq")  # GSU scores: exact inner products or PQ lookups
 SEMINAR_TEXT = ("encoder", "learned")  # token table: the encoder's (frozen, projected) or learned
@@ -52,6 +52,8 @@ class SyntheticDataConfig:
     scheme: str = "esci"
     noise: float = 0.05
     unlabeled_ratio: float = 5.0
+    # base.yaml sets 4,000 / 10,000; 0 here so that a run saved before these keys existed (its
+    # config.yaml lacks them) reopens on the dataset it trained on, not a larger one.
     val_pairs: int = 0
     test_pairs: int = 0
 
@@ -96,9 +98,7 @@ class DataConfig:
     max_length: int = 128
     max_query_tokens: int = 32
     max_item_tokens: int = 96
-    item_fields: list[str] = field(
-        default_factory=lambda: ["title", "brand", "color", "product_type", "description"]
-    )
+    item_fields: list[str] = field(default_factory=lambda: list(ITEM_TEXT_FIELDS))
     batch_size: int = 32
     eval_batch_size: int = 128
     group_size: int = 0  # k items per query in a batch; 0 = plain batches

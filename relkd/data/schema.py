@@ -26,6 +26,15 @@ ASPECTS: tuple[str, ...] = ("category", "brand", "model", "attributes")
 ASPECT_VALUES: tuple[str, ...] = ("match", "mismatch", "not_stated")
 
 
+# The items table's text columns a model reads by default (data.item_fields): the students, the
+# tokenized store, BM25 and the word-piece fallback tokenizer share this one list.
+ITEM_TEXT_FIELDS: tuple[str, ...] = ("title", "brand", "color", "product_type", "description")
+
+# What happens to the val/test queries' own behaviour rows (graph/neighbour builds): kept as logs,
+# or hidden (the leak test).
+EVAL_QUERY_POLICIES: tuple[str, ...] = ("logs", "hidden")
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

@@ -17,8 +17,9 @@ import pyarrow.compute as pc
 
 from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.schema import ITEM_TEXT_FIELDS
 
-TEXT_FIELDS = ("title", "brand", "color", "product_type", "description")
+TEXT_FIELDS = ITEM_TEXT_FIELDS
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 

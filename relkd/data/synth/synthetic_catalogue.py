@@ -58,6 +58,7 @@ class SynthConfigError(DataError, ValueError):
 
 MAX_PAIRS = 50_000_000  # labelled + unlabelled pairs the in-memory generator will build
 
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Parameters of the generator; every field is recorded in the manifest.
