@@ -272,7 +272,10 @@ def test_tune_worker_killed_at_random_moments_leaves_no_running_trial_or_orphan(
 
 # ---- relkd ablate ------------------------------------------------------------------------------
 def ablation_file(tmp: Path, data_root: Path, out: Path) -> Path:
-    shared = tiny_overrides(tmp, data_root, **{**TRAIN, "trainer.max_epochs": 1})
+    # two epochs of ~30 steps per run, a checkpoint each step: ~120 writes, far more than the
+    # kill schedule below can consume (at most 4 x 8 writes + a few steps of overshoot), so
+    # every kill lands on a live process however fast the machine is
+    shared = tiny_overrides(tmp, data_root, **TRAIN)
     path = tmp / f"{out.name}.yaml"
     body = {
         "name": "tiny",
@@ -318,14 +321,16 @@ def test_ablate_killed_at_random_moments_ends_with_the_uninterrupted_results(
     rng = random.Random(5)
     kills = 0
     for attempt in range(KILLS):
-        if attempt == 0:
-            ready, delay = (lambda: True), rng.uniform(1.0, 8.0)
+        if attempt == 0:  # during start-up: before the first run has written a checkpoint
+            ready, delay = (lambda: True), rng.uniform(0.5, 2.0)
         else:
             ready, delay = (
-                writes_of(killed, "*/*/*/checkpoints/last.ckpt", rng.randint(1, 12)),
-                (rng.uniform(0.0, 0.3)),
+                writes_of(killed, "*/*/*/checkpoints/last.ckpt", rng.randint(1, 8)),
+                (rng.uniform(0.0, 0.05)),
             )
-        kills += kill_at(cmd, tmp_path, log, delay, ready)
+        landed = kill_at(cmd, tmp_path, log, delay, ready)
+        assert landed, f"kill {attempt} found the ablation finished; see {log}"
+        kills += landed
         assert not (killed / "tiny" / "results.csv").exists()  # no half-made results
     assert kills == KILLS
     run_to_end(cmd, tmp_path, log)
