@@ -144,6 +144,14 @@ def test_cli_arguments_take_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         == bundle / "pipeline" / "quickstart.yaml"
     )
     assert parser.parse_args(["ablate", "mkd"]).ablation == bundle / "ablations" / "mkd.yaml"
+    berm = bundle / "berm" / "qiq_iqi_k1.yaml"
+    assert parser.parse_args(["graph", "build", "berm/qiq_iqi_k1"]).experiment == berm
+    seminar = parser.parse_args(["sequences", "build", "seminar/pretrain"]).experiment
+    assert seminar == bundle / "seminar" / "pretrain.yaml"
+    # every leaf command dispatches to its own handler
+    assert parser.parse_args(["graph", "build", "berm/qiq_iqi_k1"]).func.__module__ == (
+        "relkd.commands.graph"
+    )
     # a missing .yaml path is the command's to report; a name matching nothing is a usage error
     assert parser.parse_args(["pipeline", "p.yaml"]).pipeline == Path("p.yaml")
     with pytest.raises(SystemExit):
