@@ -51,15 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from datamodules import QueryItemDataModule, TeacherCache
+from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
 from relkd.errors import DataError
-from relkd.teacher.annotator import Annotation
-from relkd.teacher.cache_finalizer import FINAL_DIR, finalize_cache
-from relkd.teacher.cache_writer import Shard, TeacherCacheWriter
+from relkd.teacher_cache import TeacherCache
+from relkd.teacher_cache.annotation import Annotation
+from relkd.teacher_cache.cache_finalizer import FINAL_DIR, finalize_cache
+from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
 
 VARIANTS: tuple[str, ...] = ("none", "v1", "v2")
 DEFAULT_WORKDIR = Path("/tmp/relkd_bench_memory")

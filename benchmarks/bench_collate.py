@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-from datamodules import QueryItemDataModule, TeacherCache
+from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.teacher_cache import TeacherCache
 
 _VOCAB_TEXT = (
     "oak walnut pine steel glass velvet linen leather cotton wool chair table sofa desk lamp "

@@ -1,5 +1,5 @@
-"""Lightning data modules: the shared QueryItemDataModule, its tokenized and prompt stores, and the
-teacher cache it joins."""
+"""Lightning data modules: the shared QueryItemDataModule, its tokenized and prompt stores,
+samplers and collators (the teacher cache it joins is relkd/teacher_cache/)."""
 
 from datamodules.pair_collator import PairCollator
 from datamodules.prompt_collator import PromptCollator
@@ -10,7 +10,6 @@ from datamodules.samplers import (
     QueryGroupedBatchSampler,
     SequentialBatchSampler,
 )
-from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import TokenizedStore
 
 __all__ = [
@@ -23,6 +22,5 @@ __all__ = [
     "QueryItemDataModule",
     "SequentialBatchSampler",
     "SplitFrame",
-    "TeacherCache",
     "TokenizedStore",
 ]

@@ -37,9 +37,9 @@ import torch
 
 from datamodules.graph_features import GraphFeatures
 from datamodules.sequence_features import SequenceFeatures
-from datamodules.teacher_cache import TeacherCache
 from datamodules.tokenized_store import TokenizedStore
 from relkd.errors import ConfigError
+from relkd.teacher_cache.teacher_cache import TeacherCache
 
 Encoding = Literal["cross", "bi"]
 Truncation = Literal["query_first", "longest_first"]

@@ -26,7 +26,7 @@ from relkd.losses.weighted_loss import WeightedLoss
 from relkd.nets.causal_lm_presets import base_param_name
 from relkd.nets.causal_lm_teacher import CausalLMTeacher
 from relkd.prompts.cot_template import parse_cot
-from relkd.teacher.aspect_aggregator import AspectAggregator, mean_score, step_features
+from relkd.teacher_cache.aspect_aggregator import AspectAggregator, mean_score, step_features
 
 log = logging.getLogger(__name__)
 

@@ -112,7 +112,7 @@ def write_teacher(
     """A teacher cache over a random ``keep`` share of the pairs, rows in shuffled order.
 
     Returns (cache, pair_ids written, logits written)."""
-    from datamodules.teacher_cache import TeacherCache
+    from relkd.teacher_cache.teacher_cache import TeacherCache
 
     rng = np.random.default_rng(seed)
     pid = dataset.table("pairs", ["pair_id"]).column("pair_id").to_numpy()

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from datamodules import QueryItemDataModule
-from datamodules.teacher_cache import TeacherCache
 from relkd.cli import main
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.teacher.cache_finalizer import requested_pairs
-from relkd.teacher.cache_writer import Shard, listed_parts
+from relkd.teacher_cache.cache_finalizer import requested_pairs
+from relkd.teacher_cache.cache_writer import Shard, listed_parts
+from relkd.teacher_cache.teacher_cache import TeacherCache
 from tests.conftest import REPO, tiny_overrides
 from tests.teacher_fixtures import run_teacher
 from tests.test_kill_resume import KILLS, kill_at, run_to_end
@@ -385,7 +385,7 @@ def test_only_prepare_data_hashes_the_cache_under_ddp(
     """Rank 0's prepare_data checks the sha256 of every final file once; setup on the other
     ranks checks sizes only, so N ranks do not each read the whole cache."""
     import datamodules.query_item_datamodule as qdm
-    import datamodules.teacher_cache as tc
+    import relkd.teacher_cache.teacher_cache as tc
 
     hashed: list[str] = []
     real = tc.sha256_file

@@ -202,7 +202,7 @@ def test_teacher_run_answers_from_its_cache_else_generates(
     cached, uncached = sorted(test_predictions)[:2]
     cache = teacher / "teacher_cache" / dataset.root.name
     pid = np.asarray([cached], dtype=np.int64)
-    from datamodules.teacher_cache import TeacherCache
+    from relkd.teacher_cache.teacher_cache import TeacherCache
 
     TeacherCache.write(
         cache,

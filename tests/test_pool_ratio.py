@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import QueryItemDataModule, TeacherCache
+from datamodules import QueryItemDataModule
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.pool_subset import pool_mask, pool_subset
 from relkd.errors import ConfigError
-from relkd.teacher.annotator import Annotation
-from relkd.teacher.cache_finalizer import finalize_cache, requested_pairs
-from relkd.teacher.cache_writer import Shard, TeacherCacheWriter
+from relkd.teacher_cache import TeacherCache
+from relkd.teacher_cache.annotation import Annotation
+from relkd.teacher_cache.cache_finalizer import finalize_cache, requested_pairs
+from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -18,7 +18,6 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datamodules.teacher_cache import TeacherCache
 from relkd.cli import main
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -27,6 +26,7 @@ from relkd.report import build_report, collect_runs
 from relkd.report.pareto_front import pareto_front
 from relkd.report.teacher_agreement import teacher_agreement
 from relkd.runs.dataset_resolver import resolve_dataset
+from relkd.teacher_cache.teacher_cache import TeacherCache
 from relkd.train import train_from_cli
 from tests.conftest import QUICKSTART, tiny_overrides
 

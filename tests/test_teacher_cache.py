@@ -12,13 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from datamodules import QueryItemDataModule, TeacherCache
-from datamodules.teacher_cache import MANIFEST, TEACHER_FILE
+from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.manifest import sha256_file
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
+from relkd.teacher_cache import TeacherCache
+from relkd.teacher_cache.teacher_cache import MANIFEST, TEACHER_FILE
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

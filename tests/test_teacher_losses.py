@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from relkd.data.label_scheme import ESCI
 from relkd.losses import AspectCE, CotTokenCE, GradedBCE, SoftTargetCE, build_loss
 from relkd.losses.soft_target_ce import target_map_from_config
-from relkd.teacher.aspect_aggregator import AspectAggregator, mean_score, step_features
+from relkd.teacher_cache.aspect_aggregator import AspectAggregator, mean_score, step_features
 
 torch.manual_seed(0)
 LOGITS = torch.randn(6, 4, requires_grad=True)

@@ -143,7 +143,7 @@ def annotate_command(args: argparse.Namespace) -> int:
 
 
 def finalize_command(args: argparse.Namespace) -> int:
-    from relkd.teacher.cache_finalizer import finalize_cache
+    from relkd.teacher_cache.cache_finalizer import finalize_cache
 
     final = finalize_cache(args.cache, args.data)
     print(f"{args.cache}: finalized, {final['rows']} pairs from {final['parts']} parts")
@@ -151,7 +151,7 @@ def finalize_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from relkd.teacher.cache_writer import cache_status
+    from relkd.teacher_cache.cache_writer import cache_status
 
     print(cache_status(args.cache))
     return 0

@@ -19,7 +19,7 @@ from relkd.errors import ConfigError
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a fixed, well-spread hash of int64 ids (also what assigns pairs
-    to teacher cache shards, relkd/teacher/cache_writer.py)."""
+    to teacher cache shards, relkd/teacher_cache/cache_writer.py)."""
     z = np.asarray(x, dtype=np.int64).view(np.uint64).copy()
     with np.errstate(over="ignore"):
         z += np.uint64(0x9E3779B97F4A7C15)

@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.teacher_cache import TeacherCache
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError
 from relkd.explain.explanation import LabelDistribution, TeacherView
 from relkd.explain.store_rows import rows_of
 from relkd.teacher.annotate_runner import AnnotateOptions, AnnotateSetup, build_annotator
-from relkd.teacher.annotator import Annotation
-from relkd.teacher.cache_writer import read_cache_manifest
+from relkd.teacher_cache.annotation import Annotation
+from relkd.teacher_cache.cache_writer import read_cache_manifest
+from relkd.teacher_cache.teacher_cache import TeacherCache
 
 CACHE_MANIFEST = "manifest.json"
 TEACHER_MANIFEST = "relkd_teacher.json"

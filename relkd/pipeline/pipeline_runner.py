@@ -226,7 +226,7 @@ class PipelineRunner:
     ) -> StepResult:
         """One student run; ``seed`` (several seeds) is layered after every other override;
         ``pretrained``: the run its weights start from (the step's ``pretrained``)."""
-        from datamodules.teacher_cache import cache_identity
+        from relkd.teacher_cache.teacher_cache import cache_identity
 
         extra = None
         if step.distil and cache is not None:

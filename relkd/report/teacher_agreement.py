@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.teacher_cache import TeacherCache
 from relkd.errors import RelkdError
 from relkd.report.run_predictions import read_predictions
 from relkd.report.run_record import REPORT_SPLIT, RunRecord, shown_path
+from relkd.teacher_cache.teacher_cache import TeacherCache
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def _student(
         "pretrained": spec.pretrained,
     }
     if cfg.data.teacher_cache:
-        from datamodules.teacher_cache import cache_identity
+        from relkd.teacher_cache.teacher_cache import cache_identity
 
         info["teacher_cache"] = cache_identity(cfg.data.teacher_cache)
     return RunSetup(

@@ -152,7 +152,7 @@ def teacher_hidden_dim(cfg: Any) -> int | None:
     """Width of the cache's pooled teacher hidden states (None: no cache, or none stored)."""
     if not cfg.data.teacher_cache:
         return None
-    from relkd.teacher.cache_writer import read_cache_manifest
+    from relkd.teacher_cache.cache_writer import read_cache_manifest
 
     final = read_cache_manifest(Path(cfg.data.teacher_cache)).get("finalized") or {}
     return int(final.get("hidden_dim") or 0) or None

@@ -1,6 +1,6 @@
-"""The LLM teacher beyond its LightningModule: the exported adapter, CoT writing, aggregation."""
+"""The LLM teacher beyond its LightningModule: the exported adapter, CoT writing and annotation
+(the cache it writes, and the aspect aggregator, live in relkd/teacher_cache/)."""
 
-from relkd.teacher.aspect_aggregator import AspectAggregator
 from relkd.teacher.teacher_adapter import LoadedTeacher, export_teacher, load_teacher
 
-__all__ = ["AspectAggregator", "LoadedTeacher", "export_teacher", "load_teacher"]
+__all__ = ["LoadedTeacher", "export_teacher", "load_teacher"]

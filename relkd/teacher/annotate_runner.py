@@ -29,7 +29,7 @@ from relkd.data.pool_subset import pool_mask
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError, DataError
 from relkd.teacher.annotator import Annotator
-from relkd.teacher.cache_writer import Shard, TeacherCacheWriter
+from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def select_rows(
 
 def annotate(opts: AnnotateOptions) -> AnnotateResult:
     """Run one annotate command (see the module docstring)."""
-    from relkd.teacher.cache_finalizer import finalize_cache
+    from relkd.teacher_cache.cache_finalizer import finalize_cache
 
     t0 = time.perf_counter()
     setup = build_annotator(opts)

@@ -25,8 +25,9 @@ from relkd.errors import ConfigError
 from relkd.nets.causal_lm_teacher import CausalLMTeacher
 from relkd.nets.kv_decoder import base_model
 from relkd.prompts.cot_template import parse_cot
-from relkd.teacher.annotator import Annotation, Annotator, empty_aspects, teacher_distribution
+from relkd.teacher.annotator import Annotator, empty_aspects, teacher_distribution
 from relkd.teacher.teacher_adapter import ExportedTeacher, LoadedTeacher
+from relkd.teacher_cache.annotation import Annotation
 
 PRECISIONS = ("auto", "bf16", "fp32")
 POOLINGS = ("none", "last", "mean")

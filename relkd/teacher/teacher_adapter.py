@@ -31,7 +31,7 @@ from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name
 from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens
-from relkd.teacher.aspect_aggregator import AspectAggregator
+from relkd.teacher_cache.aspect_aggregator import AspectAggregator
 
 MANIFEST = "relkd_teacher.json"
 KIND = "teacher_adapter"

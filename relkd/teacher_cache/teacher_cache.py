@@ -4,7 +4,7 @@ Two formats are read (see docs/teacher_cache.md). **v2** is what ``relkd teacher
 writes: resumable parts plus, after ``relkd teacher cache finalize``, a ``final/`` folder of
 memory-mapped ``.npy`` arrays sorted by pair_id and CoT texts as offsets into one UTF-8 byte
 array, so every DDP rank and DataLoader worker shares the same pages and a CoT string is only
-decoded for the rows of a batch that asks for it (writer: relkd/teacher/cache_writer.py).
+decoded for the rows of a batch that asks for it (writer: relkd/teacher_cache/cache_writer.py).
 
 **v1** (one Parquet file, still readable, written by ``TeacherCache.write`` for small fixtures)::
 
@@ -43,7 +43,7 @@ from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.manifest import Manifest, sha256_file
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
-from relkd.teacher.cache_writer import fixed_list, read_cache_manifest
+from relkd.teacher_cache.cache_writer import fixed_list, read_cache_manifest
 
 TEACHER_CACHE_KIND = "teacher_cache"
 TEACHER_CACHE_VERSION = 1  # what ``write`` writes; ``load`` also reads v2
@@ -253,8 +253,8 @@ class TeacherCache:
         """Check a v2 cache: finalized, from the parts it lists now, every final file intact
         (size; sha256 too with ``verify_hash``, done once on rank 0), arrays of N rows."""
         from relkd.artifacts.atomic_files import check_file_record
-        from relkd.teacher.cache_finalizer import FINAL_DIR
-        from relkd.teacher.cache_writer import listed_parts, parts_digest
+        from relkd.teacher_cache.cache_finalizer import FINAL_DIR
+        from relkd.teacher_cache.cache_writer import listed_parts, parts_digest
 
         mpath = self.root / MANIFEST
         final = self.manifest.get("finalized")
@@ -376,7 +376,7 @@ class TeacherCache:
         raise KeyError(name)
 
     def _final_array(self, name: str) -> np.ndarray:
-        from relkd.teacher.cache_finalizer import FINAL_DIR
+        from relkd.teacher_cache.cache_finalizer import FINAL_DIR
 
         if name == "order":  # finalize sorted the rows by pair_id
             return np.arange(self.rows, dtype=np.int64)

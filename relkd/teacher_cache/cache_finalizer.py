@@ -38,7 +38,7 @@ from relkd.artifacts.atomic_files import (
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.pool_subset import pool_mask
 from relkd.errors import DataError, StaleArtifactError
-from relkd.teacher.cache_writer import (
+from relkd.teacher_cache.cache_writer import (
     MANIFEST,
     PART_HINT,
     VERSION,

@@ -45,7 +45,7 @@ from relkd.artifacts.fingerprinted_artifact import input_differences
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.data.pool_subset import mix64
 from relkd.errors import DataError, StaleArtifactError
-from relkd.teacher.annotator import Annotation
+from relkd.teacher_cache.annotation import Annotation
 
 KIND = "teacher_cache"
 VERSION = 2
