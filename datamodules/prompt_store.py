@@ -13,7 +13,7 @@ the prompt. Layout (memory-mapped ``.npy``; pair arrays as in the tokenized stor
     response_offsets.npy   int64 [pairs + 1]
     slots.npy              int16 [pairs, 5]: position of each slot value's first token inside
                            the response (category, brand, model, attributes, verdict), -1 absent
-    pair_id.npy ...        pair arrays (datamodules/pair_arrays.py), aspects.npy when present
+    pair_id.npy ...        pair arrays (relkd/data/pair_arrays.py), aspects.npy when present
 
 Budgets cut the query, the item text and each neighbour text at a token boundary; every cut is
 counted in the manifest and logged, never silent.
@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.pair_arrays import PairArrays
-from datamodules.tokenizer_info import load_tokenizer
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
 from relkd.behavior import BehaviorNeighbors
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.manifest import sha256_file
+from relkd.data.pair_arrays import PairArrays
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError
+from relkd.nets.tokenizer_info import load_tokenizer
 from relkd.prompts import COT_SLOTS, CotTemplate, PromptTemplate, parse_cot
 from relkd.prompts.budgeted_texts import TOKENIZE_CHUNK, BudgetedTexts, cut_to_tokens
 from relkd.prompts.cot_jsonl import read_cot_jsonl

@@ -33,12 +33,12 @@ from datamodules.samplers import (
 )
 from datamodules.sequence_features import SequenceFeatures, SequenceSpec
 from datamodules.tokenized_store import DEFAULT_CACHE_DIR, DEFAULT_ITEM_FIELDS, TokenizedStore
-from datamodules.tokenizer_info import load_tokenizer
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.pool_subset import pool_mask
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError
+from relkd.nets.tokenizer_info import load_tokenizer
 from relkd.teacher_cache.teacher_cache import TeacherCache
 
 

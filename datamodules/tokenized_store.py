@@ -38,13 +38,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datamodules.pair_arrays import PairArrays, pq_column_names
-from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, folder_name, input_differences
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.pair_arrays import PairArrays, pq_column_names
 from relkd.data.schema import ITEM_TEXT_FIELDS, ITEMS
 from relkd.errors import DataError
+from relkd.nets.tokenizer_info import TokenizerInfo, load_tokenizer
 
 STORE_VERSION = 1
 STORE_KIND = "tokenized_store"

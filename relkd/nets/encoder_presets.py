@@ -53,7 +53,7 @@ class EncoderSpec:
 
     def load_tokenizer(self) -> Any:
         """The encoder's own (base) tokenizer, before any professional term is added."""
-        from datamodules.tokenizer_info import load_tokenizer
+        from relkd.nets.tokenizer_info import load_tokenizer
 
         return load_tokenizer(self.tokenizer)
 

@@ -112,10 +112,12 @@ def build_net(
             attn_implementation=m.get("attn_implementation"),
         )
         if cfg.data.professional_terms:  # one row per mined term (relkd/terms/vocab.py)
+            from relkd.runs.dataset_resolver import resolve_dataset
             from relkd.terms import extend_embeddings, terms_for_config
 
             tok = spec.load_tokenizer()
-            extend_embeddings(enc, tok, terms_for_config(cfg, tok).terms)
+            terms = terms_for_config(cfg, resolve_dataset(cfg.data, build=False), tok)
+            extend_embeddings(enc, tok, terms.terms)
         if m.freeze_embeddings:
             # the word-embedding table is most of a small student's weights (11.7M of MiniLM-L2's
             # 15.5M): frozen, a step is ~1.6x faster on a CPU and the table cannot overfit

@@ -10,13 +10,13 @@ from typing import Any
 
 from datamodules import QueryItemDataModule
 from datamodules.prompt_store import PromptSpec, special_ids
-from datamodules.tokenizer_info import load_tokenizer
 from lightning_modules.teacher_sft_module import TeacherSFTModule
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
 from relkd.losses.registry import build_loss
 from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name, resolve_causal_lm
 from relkd.nets.causal_lm_teacher import CausalLMTeacher, TeacherTokens
+from relkd.nets.tokenizer_info import load_tokenizer
 from relkd.prompts.verbalizer import Verbalizer
 
 log = logging.getLogger(__name__)

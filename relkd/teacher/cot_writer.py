@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.pair_arrays import PairArrays
 from datamodules.prompt_store import special_ids
 from relkd.artifacts.atomic_files import atomic_write, atomic_write_json
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.pair_arrays import PairArrays
 from relkd.data.schema import SPLITS
 from relkd.errors import ConfigError, DataError
 from relkd.nets.causal_lm_teacher import TeacherTokens

@@ -20,14 +20,12 @@ __all__ = [
 ]
 
 
-def terms_for_config(cfg, tokenizer, build: bool = True) -> TermList:
-    """The term list a composed config's run uses (its dataset, ``data.terms`` and tokenizer:
-    a name/path or the base tokenizer object)."""
-    from relkd.runs.dataset_resolver import resolve_dataset
-
+def terms_for_config(cfg, data_dir, tokenizer, build: bool = True) -> TermList:
+    """The term list a composed config's run uses: its dataset (``data_dir``, resolved by the
+    caller), ``data.terms`` and tokenizer (a name/path or the base tokenizer object)."""
     d = cfg.data
     return TermList.open_or_build(
-        resolve_dataset(d, build=False),
+        data_dir,
         tokenizer,
         min_count=d.terms.min_count,
         max_terms=d.terms.max_terms,

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datamodules.pair_arrays import pq_column_names
-from datamodules.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
 from relkd.artifacts.atomic_files import sha256_file
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.pair_arrays import pq_column_names
 from relkd.errors import DataError, StaleArtifactError
+from relkd.nets.tokenizer_info import TokenizerInfo, load_tokenizer
 from relkd.terms.miner import TERM_FIELDS, MinedTerm, mine_terms
 
 TERMS_VERSION = 1

@@ -1,11 +1,5 @@
-"""``relkd terms build [EXPERIMENT.yaml] [k=v ...]``: mine (or open) an experiment's professional
-term list and show what it does to the item titles.
-
-Uses the experiment's dataset (a synthetic one is built if missing), its encoder's tokenizer
-and ``data.terms``, whatever ``data.professional_terms`` says. Prints the artifact folder, the
-term count, the most frequent terms with their token counts without / with the terms, and the
-tokens of all item titles before and after (the paper's "20 tokens become 13" figure).
-"""
+"""What a professional-term list does to the item titles: its most frequent terms and the titles' token
+counts without and with it (the figures of ``relkd terms build``)."""
 
 from __future__ import annotations
 
@@ -13,10 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from relkd.config.compose import BUNDLED_EXPERIMENTS, compose
 from relkd.terms.vocab import add_terms
 
-DEFAULT_EXPERIMENT = BUNDLED_EXPERIMENTS / "quickstart.yaml"
 EXAMPLES = 8
 CHUNK = 8192
 
@@ -30,16 +22,13 @@ def title_tokens(tokenizer: Any, titles: Sequence[str]) -> int:
     return total
 
 
-def build_terms(cfg: Any) -> dict[str, Any]:
-    """Open or build the term list of a composed config; returns the figures printed."""
+def term_figures(cfg: Any, data_dir: Path, base: Any) -> dict[str, Any]:
+    """Open or build the term list of a composed config over its dataset ``data_dir`` and the
+    encoder's tokenizer ``base``; returns the figures :func:`report` prints."""
     from relkd.data.canonical_dataset import CanonicalDataset
-    from relkd.runs.dataset_resolver import resolve_dataset
-    from relkd.runs.student_factory import encoder_spec
     from relkd.terms import terms_for_config
 
-    data_dir = resolve_dataset(cfg.data, build=True)
-    base = encoder_spec(cfg, data_dir).load_tokenizer()
-    terms = terms_for_config(cfg, base)
+    terms = terms_for_config(cfg, data_dir, base)
     extended = add_terms(base, terms.terms)
     titles = [
         t or "" for t in CanonicalDataset(data_dir).table("items", ["title"])["title"].to_pylist()
@@ -69,13 +58,3 @@ def report(figures: dict[str, Any]) -> str:
         "per title"
     )
     return "\n".join(lines)
-
-
-def build_terms_from_cli(experiment: str | Path | None, overrides: Sequence[str]) -> str:
-    """``relkd terms build``; an experiment given as ``k=v`` is an override."""
-    overrides = list(overrides)
-    if experiment is not None and "=" in str(experiment) and not Path(experiment).is_file():
-        overrides.insert(0, str(experiment))
-        experiment = None
-    cfg = compose(experiment or DEFAULT_EXPERIMENT, overrides)
-    return report(build_terms(cfg))
