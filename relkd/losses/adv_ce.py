@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from relkd.losses.hard_label_ce import HardLabelCE
+from relkd.losses.loss_spec import LossSpec
 
 
 class AdvCE(nn.Module):
@@ -33,3 +34,10 @@ class AdvCE(nn.Module):
         self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
         return self.ce({"logits": outputs["adv_logits"]}, batch)
+
+
+SPEC = LossSpec(
+    name="adv_ce",
+    group="adversarial",
+    build=lambda cfg, scheme, dims: AdvCE(label_smoothing=cfg.label_smoothing),
+)

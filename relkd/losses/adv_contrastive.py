@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class AdvContrastive(nn.Module):
     """Symmetric InfoNCE between the clean and the perturbed pass's pooled vectors.
@@ -38,3 +40,10 @@ class AdvContrastive(nn.Module):
         sim = clean @ adv.T / self.temperature
         target = torch.arange(sim.shape[0], device=sim.device)
         return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+
+
+SPEC = LossSpec(
+    name="adv_contrastive",
+    group="adversarial",
+    build=lambda cfg, scheme, dims: AdvContrastive(cfg.adversarial.temperature),
+)

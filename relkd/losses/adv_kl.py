@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class AdvKL(nn.Module):
     """``½ [KL(p ‖ q) + KL(q ‖ p)]`` with ``p = softmax(logits)`` of the clean pass and
@@ -35,3 +37,10 @@ class AdvKL(nn.Module):
         # KL(p‖q) + KL(q‖p) = Σ_k (p_k − q_k)(log p_k − log q_k)
         sym = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1)
         return 0.5 * sym.mean()
+
+
+SPEC = LossSpec(
+    name="adv_kl",
+    group="adversarial",
+    build=lambda cfg, scheme, dims: AdvKL(),
+)

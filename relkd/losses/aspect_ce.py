@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class AspectCE(nn.Module):
     """Mean cross-entropy over the (row, aspect) cells that have both a slot and a fact.
@@ -34,3 +36,10 @@ class AspectCE(nn.Module):
         if not bool(used.any()):
             return logits.sum() * 0.0
         return F.cross_entropy(logits[used], target[used])
+
+
+SPEC = LossSpec(
+    name="aspect_ce",
+    group="teacher",
+    build=lambda cfg, scheme, dims: AspectCE(),
+)

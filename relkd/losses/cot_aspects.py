@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import teacher_rows, zero_loss
 
 
@@ -58,3 +59,11 @@ class CotAspects(nn.Module):
             return zero_loss(features) + heads
         logits = self.logits(features).float()
         return F.cross_entropy(logits[used], target[used])
+
+
+SPEC = LossSpec(
+    name="cot_aspects",
+    group="auxiliary_kd",
+    build=lambda cfg, scheme, dims: CotAspects(dims.need("feature_dim", "cot_aspects")),
+    needs_cache=True,
+)

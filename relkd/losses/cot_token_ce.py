@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class CotTokenCE(nn.Module):
     """Mean next-token cross-entropy over every response token of the batch.
@@ -25,3 +27,10 @@ class CotTokenCE(nn.Module):
         if logits.shape[0] == 0:
             return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), outputs["lm_targets"])
+
+
+SPEC = LossSpec(
+    name="cot_lm",
+    group="teacher",
+    build=lambda cfg, scheme, dims: CotTokenCE(),
+)

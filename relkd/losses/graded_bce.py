@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from relkd.data.label_scheme import LabelScheme
+from relkd.losses.loss_spec import LossSpec
 
 
 class GradedBCE(nn.Module):
@@ -44,3 +48,26 @@ class GradedBCE(nn.Module):
         grades = self.grades.to(logits.device)
         pred = (logits[used].softmax(-1) @ grades).clamp(1e-6, 1 - 1e-6)
         return F.binary_cross_entropy(pred, grades[labels[used]])
+
+
+def default_grades(scheme: LabelScheme) -> list[float]:
+    """Walmart's mapping: the top label 1, the next 0.5, the rest 0."""
+    return [1.0 if i == 0 else 0.5 if i == 1 else 0.0 for i in range(scheme.num_labels)]
+
+
+def grades_from_config(cfg: Any, scheme: LabelScheme) -> list[float]:
+    """``loss.grades`` (label -> grade) over :func:`default_grades`; an unknown label is a
+    KeyError naming it."""
+    grades = dict(cfg.grades or {})
+    unknown = sorted(set(grades) - set(scheme.labels))
+    if unknown:
+        raise KeyError(f"loss.grades: unknown label(s) {unknown}; labels: {list(scheme.labels)}")
+    base = default_grades(scheme)
+    return [float(grades.get(label, base[i])) for i, label in enumerate(scheme.labels)]
+
+
+SPEC = LossSpec(
+    name="graded_bce",
+    group="label",
+    build=lambda cfg, scheme, dims: GradedBCE(grades_from_config(cfg, scheme)),
+)

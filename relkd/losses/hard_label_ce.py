@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class HardLabelCE(nn.Module):
     """Mean cross-entropy over labelled rows; unlabelled rows (label -1) are ignored.
@@ -30,3 +32,10 @@ class HardLabelCE(nn.Module):
         return F.cross_entropy(
             logits.float(), labels, ignore_index=-1, label_smoothing=self.label_smoothing
         )
+
+
+SPEC = LossSpec(
+    name="hard_ce",
+    group="label",
+    build=lambda cfg, scheme, dims: HardLabelCE(label_smoothing=cfg.label_smoothing),
+)

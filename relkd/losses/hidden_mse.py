@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import teacher_rows, zero_loss
 
 
@@ -59,3 +60,13 @@ class HiddenMSE(nn.Module):
         s = F.normalize(self.proj(pooled[used]).float(), dim=-1)
         t = F.normalize(hidden[used].float(), dim=-1)
         return (s - t).pow(2).sum(-1).mean()
+
+
+SPEC = LossSpec(
+    name="hidden_mse",
+    group="auxiliary_kd",
+    build=lambda cfg, scheme, dims: HiddenMSE(
+        dims.need("pooled_dim", "hidden_mse"), dims.need("teacher_hidden_dim", "hidden_mse")
+    ),
+    needs_cache=True,
+)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
@@ -57,3 +58,12 @@ class ListwiseKL(TeacherScoreTerm):
         per_row = log_p.exp() * (log_p - log_q)
         per_query = torch.zeros(g, device=s.device).index_add(0, group, per_row)
         return per_query[counts >= 2].mean()
+
+
+SPEC = LossSpec(
+    name="listwise_kl",
+    group="score_kd",
+    build=lambda cfg, scheme, dims: ListwiseKL(scheme.gains, cfg.listwise_temperature),
+    needs_cache=True,
+    needs_group_size=True,
+)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
@@ -40,3 +41,12 @@ class MarginMSE(TeacherScoreTerm):
         scale = (2.0 / (n * (n - 1)).clamp_min(1.0))[:, None]  # the query of row i
         per_query_sum = (per_pair * pairs * scale).sum()
         return per_query_sum / int((counts >= 2).sum())
+
+
+SPEC = LossSpec(
+    name="margin_mse",
+    group="score_kd",
+    build=lambda cfg, scheme, dims: MarginMSE(scheme.gains),
+    needs_cache=True,
+    needs_group_size=True,
+)

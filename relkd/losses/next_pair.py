@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.seq_relevance import check_temperature, mask_same_item
 from relkd.losses.teacher_targets import zero_loss
 
@@ -57,3 +58,10 @@ class NextPair(nn.Module):
             own = batch["neg_item_row"][rows] == batch["seq_item_row"][rows].unsqueeze(1)
             sampled = sampled.masked_fill(own, float("-inf"))
         return F.cross_entropy(torch.cat([in_batch, sampled], dim=1), rows)
+
+
+SPEC = LossSpec(
+    name="next_pair",
+    group="sequence",
+    build=lambda cfg, scheme, dims: NextPair(cfg.sequence.temperature),
+)

@@ -2,121 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import pkgutil
+from importlib import import_module
 from typing import Any
 
-from torch import nn
-
+import relkd.losses as _losses_pkg
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
-from relkd.losses.adv_ce import AdvCE
-from relkd.losses.adv_contrastive import AdvContrastive
-from relkd.losses.adv_kl import AdvKL
-from relkd.losses.aspect_ce import AspectCE
-from relkd.losses.cot_aspects import CotAspects
-from relkd.losses.cot_token_ce import CotTokenCE
-from relkd.losses.graded_bce import GradedBCE
-from relkd.losses.hard_label_ce import HardLabelCE
-from relkd.losses.hidden_mse import HiddenMSE
-from relkd.losses.listwise_kl import ListwiseKL
-from relkd.losses.margin_mse import MarginMSE
-from relkd.losses.next_pair import NextPair
-from relkd.losses.score_bce import ScoreBCE
-from relkd.losses.score_mse import ScoreMSE
-from relkd.losses.seq_relevance import SeqRelevance
-from relkd.losses.soft_kl import SoftKL
-from relkd.losses.soft_target_ce import SoftTargetCE, target_map_from_config
-from relkd.losses.view_align import ViewAlign
+from relkd.losses.loss_spec import LossDims, LossSpec
 from relkd.losses.weight_schedule import WeightSchedule
 from relkd.losses.weighted_loss import WeightedLoss
 
 
-def default_grades(scheme: LabelScheme) -> list[float]:
-    """Walmart's mapping: the top label 1, the next 0.5, the rest 0."""
-    return [1.0 if i == 0 else 0.5 if i == 1 else 0.0 for i in range(scheme.num_labels)]
+def _collect_specs() -> dict[str, LossSpec]:
+    """Every ``SPEC`` declared by a module of relkd/losses/, by term name."""
+    specs: dict[str, LossSpec] = {}
+    for info in sorted(pkgutil.iter_modules(_losses_pkg.__path__), key=lambda m: m.name):
+        spec = getattr(import_module(f"relkd.losses.{info.name}"), "SPEC", None)
+        if isinstance(spec, LossSpec):
+            if spec.name in specs:
+                raise ValueError(f"loss term {spec.name!r} declared twice")
+            specs[spec.name] = spec
+    return specs
 
 
-def grades_from_config(cfg: Any, scheme: LabelScheme) -> list[float]:
-    grades = dict(cfg.grades or {})
-    unknown = sorted(set(grades) - set(scheme.labels))
-    if unknown:
-        raise KeyError(f"loss.grades: unknown label(s) {unknown}; labels: {list(scheme.labels)}")
-    base = default_grades(scheme)
-    return [float(grades.get(label, base[i])) for i, label in enumerate(scheme.labels)]
+SPECS: dict[str, LossSpec] = _collect_specs()
 
 
-@dataclass(frozen=True)
-class LossDims:
-    """Widths some terms need to build their own layers; None where the caller does not know."""
-
-    feature_dim: int | None = None  # outputs["features"] (cot_aspects)
-    pooled_dim: int | None = None  # outputs["pooled"] (hidden_mse)
-    teacher_hidden_dim: int | None = None  # batch["teacher_hidden"] (hidden_mse)
-
-
-def _need(dims: LossDims, name: str, term: str) -> int:
-    value = getattr(dims, name)
-    if value is None:
-        raise ConfigError(
-            f"loss.weights.{term}: the term builds layers on {name}, which the caller did not "
-            f"give: pass build_loss(..., {name}=...)"
-        )
-    return int(value)
+def _terms(**where: object) -> frozenset[str]:
+    return frozenset(
+        n for n, s in SPECS.items() if all(getattr(s, k) == v for k, v in where.items())
+    )
 
 
 # name -> factory(loss_config, scheme, dims)
-LOSS_TERMS: dict[str, Callable[[Any, LabelScheme, LossDims], nn.Module]] = {
-    "hard_ce": lambda cfg, scheme, dims: HardLabelCE(label_smoothing=cfg.label_smoothing),
-    "soft_target_ce": lambda cfg, scheme, dims: SoftTargetCE(
-        scheme.num_labels,
-        label_smoothing=cfg.label_smoothing,
-        target_map=target_map_from_config(scheme.labels, cfg.soft_targets),
-    ),
-    "graded_bce": lambda cfg, scheme, dims: GradedBCE(grades_from_config(cfg, scheme)),
-    "cot_lm": lambda cfg, scheme, dims: CotTokenCE(),
-    "aspect_ce": lambda cfg, scheme, dims: AspectCE(),
-    "soft_kl": lambda cfg, scheme, dims: SoftKL(cfg.temperature),
-    "score_mse": lambda cfg, scheme, dims: ScoreMSE(scheme.gains),
-    "score_bce": lambda cfg, scheme, dims: ScoreBCE(scheme.gains),
-    "margin_mse": lambda cfg, scheme, dims: MarginMSE(scheme.gains),
-    "listwise_kl": lambda cfg, scheme, dims: ListwiseKL(scheme.gains, cfg.listwise_temperature),
-    "cot_aspects": lambda cfg, scheme, dims: CotAspects(_need(dims, "feature_dim", "cot_aspects")),
-    "hidden_mse": lambda cfg, scheme, dims: HiddenMSE(
-        _need(dims, "pooled_dim", "hidden_mse"), _need(dims, "teacher_hidden_dim", "hidden_mse")
-    ),
-    # on the perturbed pass (lightning_modules/adversarial_pass.py): outputs adv_logits,
-    # adv_pooled
-    "adv_ce": lambda cfg, scheme, dims: AdvCE(label_smoothing=cfg.label_smoothing),
-    "adv_kl": lambda cfg, scheme, dims: AdvKL(),
-    "adv_contrastive": lambda cfg, scheme, dims: AdvContrastive(cfg.adversarial.temperature),
-    # SEMINAR pretraining objectives on a behaviour-sequence student's outputs (seq_user,
-    # seq_pair, seq_neg_pair, seq_query, seq_item, seq_views)
-    "next_pair": lambda cfg, scheme, dims: NextPair(cfg.sequence.temperature),
-    "seq_relevance": lambda cfg, scheme, dims: SeqRelevance(cfg.sequence.temperature),
-    "view_align": lambda cfg, scheme, dims: ViewAlign(cfg.sequence.temperature),
-}
+LOSS_TERMS: dict[str, Any] = {name: spec.build for name, spec in SPECS.items()}
 # terms that read outputs only a teacher produces (CoT tokens, aspect slots)
-TEACHER_ONLY_TERMS: frozenset[str] = frozenset({"cot_lm", "aspect_ce"})
+TEACHER_ONLY_TERMS: frozenset[str] = _terms(group="teacher")
 # student terms that read a teacher cache's fields (data.teacher_cache)
-DISTILLATION_TERMS: frozenset[str] = frozenset(
-    {"soft_kl", "score_mse", "score_bce", "margin_mse", "listwise_kl", "cot_aspects", "hidden_mse"}
-)
+DISTILLATION_TERMS: frozenset[str] = _terms(needs_cache=True)
 # distillation terms that compare items of one query (need data.group_size >= 2)
-GROUPED_TERMS: frozenset[str] = frozenset({"margin_mse", "listwise_kl"})
+GROUPED_TERMS: frozenset[str] = _terms(needs_group_size=True)
 # distillation terms on auxiliary outputs (own heads), outside loss.kd_ratio's split
-AUXILIARY_TERMS: frozenset[str] = frozenset({"cot_aspects", "hidden_mse"})
+AUXILIARY_TERMS: frozenset[str] = _terms(group="auxiliary_kd")
 # terms on the human labels: the (1 - kd_ratio) side of loss.kd_ratio
-LABEL_TERMS: frozenset[str] = frozenset({"hard_ce", "soft_target_ce", "graded_bce"})
+LABEL_TERMS: frozenset[str] = _terms(group="label")
 # contrastive adversarial training: terms on a second forward pass over word embeddings
 # perturbed along the clean loss's gradient (the student module runs that pass when any is on)
-ADVERSARIAL_TERMS: frozenset[str] = frozenset({"adv_ce", "adv_kl", "adv_contrastive"})
+ADVERSARIAL_TERMS: frozenset[str] = _terms(group="adversarial")
 # terms on a behaviour-sequence student's outputs (model.student seminar): neither label nor
 # score-distillation terms, so loss.kd_ratio leaves their weight alone; seq_relevance reads the
 # teacher cache only where present, so none is a DISTILLATION_TERM
-SEQUENCE_TERMS: frozenset[str] = frozenset({"next_pair", "seq_relevance", "view_align"})
+SEQUENCE_TERMS: frozenset[str] = _terms(group="sequence")
 # score-distillation terms: the kd_ratio side
-SCORE_KD_TERMS: frozenset[str] = DISTILLATION_TERMS - AUXILIARY_TERMS
+SCORE_KD_TERMS: frozenset[str] = _terms(group="score_kd")
 
 
 def kd_ratio_problem(loss_cfg: Any) -> str | None:

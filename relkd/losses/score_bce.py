@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
@@ -28,3 +29,11 @@ class ScoreBCE(TeacherScoreTerm):
         if not bool(used.any()):
             return zero_loss(outputs["logits"])
         return F.binary_cross_entropy(s.clamp(1e-6, 1 - 1e-6), t.clamp(0.0, 1.0))
+
+
+SPEC = LossSpec(
+    name="score_bce",
+    group="score_kd",
+    build=lambda cfg, scheme, dims: ScoreBCE(scheme.gains),
+    needs_cache=True,
+)

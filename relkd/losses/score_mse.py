@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import TeacherScoreTerm, zero_loss
 
 
@@ -27,3 +28,11 @@ class ScoreMSE(TeacherScoreTerm):
         if not bool(used.any()):
             return zero_loss(outputs["logits"])
         return F.mse_loss(s, t)
+
+
+SPEC = LossSpec(
+    name="score_mse",
+    group="score_kd",
+    build=lambda cfg, scheme, dims: ScoreMSE(scheme.gains),
+    needs_cache=True,
+)

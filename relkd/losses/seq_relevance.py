@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import zero_loss
 
 
@@ -90,3 +91,10 @@ class SeqRelevance(nn.Module):
         ce = F.cross_entropy(sim, rows, reduction="none")
         w = w[rows]
         return (w * ce).sum() / w.sum()
+
+
+SPEC = LossSpec(
+    name="seq_relevance",
+    group="sequence",
+    build=lambda cfg, scheme, dims: SeqRelevance(cfg.sequence.temperature),
+)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.teacher_targets import teacher_rows, zero_loss
 
 
@@ -53,3 +54,11 @@ class SoftKL(nn.Module):
         log_p = (batch["teacher_logits"][used].float() / t).log_softmax(-1)
         kl = (log_p.exp() * (log_p - log_q)).sum(-1)
         return kl.mean() * t * t
+
+
+SPEC = LossSpec(
+    name="soft_kl",
+    group="score_kd",
+    build=lambda cfg, scheme, dims: SoftKL(cfg.temperature),
+    needs_cache=True,
+)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
+
 
 class SoftTargetCE(nn.Module):
     """Cross-entropy of ``outputs["logits"]`` against a target distribution per labelled row.
@@ -95,3 +97,14 @@ def target_map_from_config(
             raise ValueError(f"loss.soft_targets.{label}: weights must be >= 0 with a positive sum")
         table[index[label]] = [float(row.get(other, 0.0)) / total for other in labels]
     return table
+
+
+SPEC = LossSpec(
+    name="soft_target_ce",
+    group="label",
+    build=lambda cfg, scheme, dims: SoftTargetCE(
+        scheme.num_labels,
+        label_smoothing=cfg.label_smoothing,
+        target_map=target_map_from_config(scheme.labels, cfg.soft_targets),
+    ),
+)

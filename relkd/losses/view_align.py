@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.losses.loss_spec import LossSpec
 from relkd.losses.seq_relevance import check_temperature, mask_same_item
 from relkd.losses.teacher_targets import zero_loss
 
@@ -48,3 +49,10 @@ class ViewAlign(nn.Module):
             sim = mask_same_item(v[:, a] @ v[:, b].T / self.temperature, item_row)
             terms.append(0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)))
         return torch.stack(terms).mean()
+
+
+SPEC = LossSpec(
+    name="view_align",
+    group="sequence",
+    build=lambda cfg, scheme, dims: ViewAlign(cfg.sequence.temperature),
+)
