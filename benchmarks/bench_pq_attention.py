@@ -67,8 +67,8 @@ def from_run(
     import numpy as np
 
     from relkd.config import compose
+    from relkd.nets.seminar_build import build_seminar, load_pretrained
     from relkd.runs.dataset_resolver import resolve_dataset
-    from relkd.runs.seminar_setup import build_seminar, load_pretrained
     from relkd.runs.student_factory import build_datamodule, encoder_spec
 
     cfg = compose(Path(run) / "config.yaml", ["model.seminar.init_from=null"], with_base=False)

@@ -24,11 +24,11 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from relkd.artifacts.atomic_files import atomic_write_json
+from relkd.artifacts.checkpoint_file import check_state_fits, checkpoint_state
 from relkd.config import compose, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError, DataError, RelkdError
-from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.run_report import RunReport

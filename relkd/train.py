@@ -20,10 +20,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from relkd.artifacts.atomic_files import atomic_write_json
+from relkd.artifacts.checkpoint_file import read_checkpoint
 from relkd.config import compose, save, to_container
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
-from relkd.runs.checkpoint_file import read_checkpoint
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.fsdp_strategy import build_strategy
 from relkd.runs.launch import Launch, check_launch, detect_launch, rank_zero_first

@@ -155,5 +155,8 @@ def test_berm_trains_from_its_yaml_with_slices(tmp_path: Path, shared_data_root:
     assert ckpt["state_dict"]["net.graph_head.weight"].abs().sum() > 0
     from relkd.serving.onnx_export import export_onnx
 
-    with pytest.raises(ConfigError, match="berm reads click-graph neighbours"):
+    with pytest.raises(
+        ConfigError,
+        match="berm reads the click-graph neighbours of a catalogue pair at serving time",
+    ):
         export_onnx(run)

@@ -309,8 +309,8 @@ def test_pretraining_trains_on_log_events_with_its_three_terms(pretrained: Path)
 def test_fine_tuning_restores_the_pretrained_weights(
     tmp_path: Path, shared_data_root: Path, pretrained: Path
 ) -> None:
+    from relkd.nets.seminar_build import build_seminar
     from relkd.runs.dataset_resolver import resolve_dataset
-    from relkd.runs.seminar_setup import build_seminar
     from relkd.runs.student_factory import encoder_spec
 
     cfg = compose(

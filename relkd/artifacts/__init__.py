@@ -1,4 +1,6 @@
-"""Fingerprinted artifacts: folders built once from known inputs, verified on every open."""
+"""Files relkd builds and reads: fingerprinted artifacts (folders built once from known inputs,
+verified on every open), atomic writes, manifests, and checkpoints opened safely
+(checkpoint_file.py)."""
 
 from relkd.artifacts.fingerprinted_artifact import (
     FingerprintedArtifact,

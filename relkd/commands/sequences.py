@@ -32,8 +32,8 @@ def build_sequences_from_cli(experiment: str | Path, overrides: list[str]) -> An
 
     from relkd.behavior.sequence_artifact import SequenceArtifact
     from relkd.config import compose
+    from relkd.nets.seminar_build import sequences_cache_dir
     from relkd.runs.dataset_resolver import dataset_with_behavior
-    from relkd.runs.seminar_setup import sequences_cache_dir
 
     cfg = compose(experiment, overrides)
     _, dataset = dataset_with_behavior(cfg, "sequences")

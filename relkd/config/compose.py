@@ -28,7 +28,6 @@ from relkd.config.experiment_config import (
     SEQUENCE_EXAMPLES,
     SIMILARITIES,
     STRATEGIES,
-    STUDENTS,
     TASKS,
     TEACHER_MODES,
     ExperimentConfig,
@@ -174,6 +173,7 @@ def _check(ok: bool, layers: Sequence[Layer], key: str, message: str) -> None:
 def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     """Semantic checks the type system cannot express (choices, ranges, known loss terms)."""
     from relkd.losses.registry import LOSS_TERMS, effective_weights, kd_ratio_problem
+    from relkd.nets.student_registry import STUDENT_SPECS
 
     t, d, m = cfg.trainer, cfg.data, cfg.model
     _check(
@@ -222,7 +222,10 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
             "reads a teacher cache: set data.teacher_cache",
         )
     _check(
-        m.student in STUDENTS, layers, "model.student", f"{m.student!r} not in {sorted(STUDENTS)}"
+        m.student in STUDENT_SPECS,
+        layers,
+        "model.student",
+        f"{m.student!r} not in {sorted(STUDENT_SPECS)}",
     )
     _check(m.pooling in ("cls", "mean"), layers, "model.pooling", "must be cls or mean")
     _check(
@@ -313,9 +316,11 @@ def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
 def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The click graph and BERM, the slot layout, professional terms, adversarial training."""
     from relkd.losses.registry import ADVERSARIAL_TERMS, effective_weights
+    from relkd.nets.student_registry import student_spec
 
     d, m, g = cfg.data, cfg.model, cfg.data.click_graph
-    cross = STUDENTS.get(m.student) == "cross"
+    student = student_spec(m.student)
+    cross = student.encoding == "cross"
     _check(d.layout in LAYOUTS, layers, "data.layout", f"{d.layout!r} not in {LAYOUTS}")
     _check(
         d.layout == "packed" or cross,
@@ -348,7 +353,7 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
     active = set(effective_weights(cfg.loss))
     adv = sorted(active & ADVERSARIAL_TERMS)
     _check(
-        not adv or m.student == "cross_encoder",
+        not adv or student.perturbable,
         layers,
         "loss.weights",
         f"{adv} perturb a cross-encoder's word embeddings; model.student is {m.student}",
@@ -367,6 +372,7 @@ def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None
 def _validate_seminar(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """The behaviour-sequence student: its history fields, PQ attention and pretraining terms."""
     from relkd.losses.registry import SEQUENCE_TERMS, effective_weights
+    from relkd.nets.student_registry import student_spec
 
     q, s, m = cfg.data.sequences, cfg.model.seminar, cfg.model
     for key in ("max_length", "query_tokens", "item_tokens"):
@@ -378,7 +384,7 @@ def _validate_seminar(cfg: DictConfig, layers: Sequence[Layer]) -> None:
         "data.sequences.train_on",
         f"{q.train_on!r} not in {SEQUENCE_EXAMPLES}",
     )
-    seminar = m.student == "seminar"
+    seminar = student_spec(m.student).reads_sequences  # the behaviour-sequence student
     _check(
         q.train_on == "pairs" or seminar,
         layers,

@@ -27,14 +27,6 @@ TASKS = ("student", "teacher")  # `relkd train` runs students, `relkd teacher tr
 TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
 AGGREGATIONS = ("verdict", "mean", "fitted")
-# student name -> how the DataModule encodes its pairs ("bi" for the two-tower, later)
-# (seminar reads its own sequence fields; its query and item are batched apart, like the two-tower)
-STUDENTS: dict[str, str] = {
-    "cross_encoder": "cross",
-    "two_tower": "bi",
-    "berm": "cross",
-    "seminar": "bi",
-}
 SIMILARITIES = ("cosine", "dot")
 LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
 METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads

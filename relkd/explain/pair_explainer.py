@@ -28,14 +28,10 @@ from relkd.explain.store_rows import rows_of
 from relkd.explain.student_scorer import StudentScorer
 from relkd.explain.teacher_judge import TEACHER_MANIFEST, TeacherJudge, TeacherRef
 from relkd.explain.text_pairs import write_text_pairs
+from relkd.nets.student_registry import student_spec
 
 # explanations never need the clicked/cold eval slices (a click graph to build or open)
 DATA_SETTINGS: dict[str, Any] = {"click_graph": {"slices": False}}
-# students whose input is more than the pair's text: the catalogue or the log around it
-CONTEXT_STUDENTS = {
-    "berm": "reads the click-graph neighbours of a catalogue pair",
-    "seminar": "reads the user history of a catalogue pair",
-}
 
 
 class PairExplainer:
@@ -168,11 +164,11 @@ class PairExplainer:
         The texts are written to a temporary dataset (deleted on return); a teacher run judges
         them all at once (one load of the teacher per call)."""
         cfg = self.scorer.student.cfg
-        student = str(cfg.model.student)
-        if student in CONTEXT_STUDENTS:
+        student = student_spec(str(cfg.model.student))
+        if student.needs_context:  # its input is more than the pair's text
             raise ConfigError(
-                f"model.student {student}: the student {CONTEXT_STUDENTS[student]}, which free "
-                "text has none of; explain a pair of the dataset with --pair-id"
+                f"model.student {student.name}: the student {student.needs_context}, which "
+                "free text has none of; explain a pair of the dataset with --pair-id"
             )
         if cfg.data.professional_terms:
             raise ConfigError(

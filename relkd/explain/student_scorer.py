@@ -13,10 +13,10 @@ import torch
 
 from datamodules import QueryItemDataModule
 from lightning_modules.student_module import NET_INPUTS
+from relkd.artifacts.checkpoint_file import checkpoint_state, net_weights
 from relkd.explain.aspect_heads import aspect_outputs, load_aspect_heads
 from relkd.explain.explanation import LabelDistribution, StudentView
 from relkd.losses.cot_aspects import CotAspects
-from relkd.runs.checkpoint_file import checkpoint_state, net_weights
 from relkd.runs.run_dir import checkpoint_path
 from relkd.serving.student_loader import LoadedStudent, run_config, student_from_config
 

@@ -27,7 +27,8 @@ import math
 import torch
 from torch import nn
 
-from relkd.nets.cross_encoder import CrossEncoder
+from relkd.nets.cross_encoder import CrossEncoder, build_cross_encoder
+from relkd.nets.student_spec import StudentParts, StudentSpec
 
 FIELDS = ("ids", "mask", "weight")
 
@@ -62,6 +63,11 @@ class Berm(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.cross.hidden_size
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of outputs["features"] (the cross-encoder's pooled vector)."""
+        return self.cross.feature_dim
 
     def _mean_embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(..., T) ids and mask -> (..., H) node vectors (zeros where the mask is empty)."""
@@ -109,3 +115,19 @@ class Berm(nn.Module):
         out["graph_logits"] = graph_logits
         out["logits"] = out["logits"] + graph_logits
         return out
+
+
+def build_berm(parts: StudentParts) -> Berm:
+    """model.student berm: the cross-encoder plus ``model.berm``'s metapath groups."""
+    b = parts.cfg.model.berm
+    return Berm(build_cross_encoder(parts), metapaths=tuple(b.metapaths), order=b.order)
+
+
+SPEC = StudentSpec(
+    name="berm",
+    display="BERM",
+    encoding="cross",
+    build=build_berm,
+    needs_context="reads the click-graph neighbours of a catalogue pair",
+    reads_metapaths=True,
+)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from relkd.nets.student_spec import StudentParts, StudentSpec
+
 
 class CrossEncoder(nn.Module):
     """A Hugging Face encoder over ``[CLS] query [SEP] item [SEP]`` plus a label head.
@@ -56,6 +58,11 @@ class CrossEncoder(nn.Module):
     def hidden_size(self) -> int:
         return int(self.encoder.config.hidden_size)
 
+    @property
+    def feature_dim(self) -> int:
+        """Width of outputs["features"] (the pooled vector)."""
+        return self.hidden_size
+
     def embed(
         self, input_ids: torch.Tensor, term_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -102,3 +109,26 @@ class CrossEncoder(nn.Module):
         if return_embeddings:
             out["embeddings"] = embeddings
         return out
+
+
+def build_cross_encoder(parts: StudentParts) -> CrossEncoder:
+    """model.student cross_encoder (and BERM's 0-order part): ``model.pooling`` over the
+    encoder, with a term-type embedding when ``data.professional_terms`` is on."""
+    m = parts.cfg.model
+    return CrossEncoder(
+        parts.encoder(),
+        num_labels=parts.num_labels,
+        dropout=m.dropout,
+        pooling=m.pooling,
+        term_types=parts.cfg.data.professional_terms,
+    )
+
+
+SPEC = StudentSpec(
+    name="cross_encoder",
+    display="cross-encoder",
+    encoding="cross",
+    build=build_cross_encoder,
+    serving_graph="cross_encoder",
+    perturbable=True,
+)

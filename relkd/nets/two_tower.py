@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.nets.student_spec import StudentParts, StudentSpec
+
 SIMILARITIES = ("cosine", "dot")
 
 
@@ -78,6 +80,7 @@ class TwoTower(nn.Module):
         if item_encoder is not None and item_encoder.config.hidden_size != hidden:
             raise ValueError("the two towers must have the same hidden size")
         self.hidden_size = hidden
+        self.feature_dim = 4 * hidden  # outputs["features"]: [u, v, |u - v|, u * v]
         self.dropout = nn.Dropout(dropout)
         self.log_scale = nn.Parameter(torch.tensor(float(scale)).log())
         # the head: "head." parameters train at optim.head_lr
@@ -154,3 +157,28 @@ class TwoTower(nn.Module):
         out = self.compare(u, v)
         out.update(query_embedding=u, item_embedding=v, pooled=u)
         return out
+
+
+def build_two_tower(parts: StudentParts) -> TwoTower:
+    """model.student two_tower: one shared encoder, or two (``model.two_tower.shared`` false)."""
+    m = parts.cfg.model
+    t = m.two_tower
+    return TwoTower(
+        parts.encoder(),
+        None if t.shared else parts.encoder(),
+        parts.num_labels,
+        pooling=m.pooling,
+        similarity=t.similarity,
+        scale=t.scale,
+        concat_head=t.concat_head,
+        dropout=m.dropout,
+    )
+
+
+SPEC = StudentSpec(
+    name="two_tower",
+    display="two-tower",
+    encoding="bi",
+    build=build_two_tower,
+    serving_graph="two_tower",
+)

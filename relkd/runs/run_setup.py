@@ -62,9 +62,9 @@ def _student(
 def student_name(model_cfg: Any, spec: Any = None) -> str:
     """How a student shows in printed tables: kind, the encoder it trained (the fallback's
     name, marked, when ``model.encoder`` could not be loaded) and depth if cut."""
-    kind = {"two_tower": "two-tower", "berm": "BERM", "seminar": "SEMINAR"}.get(
-        model_cfg.student, "cross-encoder"
-    )
+    from relkd.nets.student_registry import student_spec
+
+    kind = student_spec(model_cfg.student).display
     encoder = model_cfg.encoder if spec is None else spec.name
     if spec is not None and spec.fallback_from:
         encoder = f"{spec.name} (fallback for {spec.fallback_from})"

@@ -11,12 +11,10 @@ from datamodules import QueryItemDataModule
 from datamodules.graph_features import ClickGraphSpec
 from datamodules.sequence_features import SequenceSpec
 from lightning_modules.student_module import StudentModule
-from relkd.config.experiment_config import STUDENTS
-from relkd.errors import ConfigError
 from relkd.losses.registry import build_loss
-from relkd.nets.cross_encoder import CrossEncoder
 from relkd.nets.encoder_presets import EncoderSpec, resolve_encoder
-from relkd.nets.two_tower import TwoTower
+from relkd.nets.student_registry import student_spec
+from relkd.nets.student_spec import StudentParts
 
 
 def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
@@ -28,7 +26,7 @@ def click_graph_spec(cfg: Any) -> ClickGraphSpec:
     """What the batches read from the click graph: BERM's metapath neighbours (model.student
     berm) and the clicked/cold eval slices (data.click_graph.slices)."""
     g, m = cfg.data.click_graph, cfg.model
-    berm = m.student == "berm"
+    berm = student_spec(m.student).reads_metapaths
     return ClickGraphSpec(
         cache_dir=str(Path(cfg.data.cache_dir).parent / "graphs"),
         top_k=g.top_k,
@@ -42,10 +40,10 @@ def click_graph_spec(cfg: Any) -> ClickGraphSpec:
 
 
 def sequence_spec(cfg: Any) -> SequenceSpec | None:
-    """Each row's user history, for the seminar student (None for the others)."""
-    if cfg.model.student != "seminar":
+    """Each row's user history, for a student that reads it (None for the others)."""
+    if not student_spec(cfg.model.student).reads_sequences:
         return None
-    from relkd.runs.seminar_setup import sequences_cache_dir
+    from relkd.nets.seminar_build import sequences_cache_dir
 
     q = cfg.data.sequences
     return SequenceSpec(
@@ -68,7 +66,7 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
         max_query_tokens=d.max_query_tokens,
         max_item_tokens=d.max_item_tokens,
         item_fields=tuple(d.item_fields),
-        encoding=STUDENTS[cfg.model.student],
+        encoding=student_spec(cfg.model.student).encoding,
         batch_size=d.batch_size,
         eval_batch_size=d.eval_batch_size,
         group_size=d.group_size,
@@ -93,19 +91,12 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
 def build_net(
     cfg: Any, spec: EncoderSpec, num_labels: int, data_dir: Path | None = None
 ) -> nn.Module:
-    """The student architecture ``model.student`` names, on the resolved encoder (seminar also
-    on ``data_dir``'s catalogue)."""
+    """The student architecture ``model.student`` names (its StudentSpec builds it), on the
+    resolved encoder; students built on a catalogue read ``data_dir``."""
     m = cfg.model
-    if m.student not in STUDENTS:
-        raise ConfigError(f"model.student: {m.student!r} not in {sorted(STUDENTS)}")
-    if m.student == "seminar":
-        if data_dir is None:
-            raise ValueError("model.student seminar is built on a dataset: pass data_dir")
-        from relkd.runs.seminar_setup import build_seminar
+    student = student_spec(m.student)
 
-        return build_seminar(cfg, spec, data_dir)
-
-    def encoder() -> Any:
+    def encoder() -> nn.Module:
         enc = spec.build(
             dropout=m.dropout,
             layers=m.encoder_layers,
@@ -124,30 +115,10 @@ def build_net(
             enc.get_input_embeddings().weight.requires_grad_(False)
         return enc
 
-    if m.student == "two_tower":
-        t = m.two_tower
-        return TwoTower(
-            encoder(),
-            None if t.shared else encoder(),
-            num_labels,
-            pooling=m.pooling,
-            similarity=t.similarity,
-            scale=t.scale,
-            concat_head=t.concat_head,
-            dropout=m.dropout,
-        )
-    cross = CrossEncoder(
-        encoder(),
-        num_labels=num_labels,
-        dropout=m.dropout,
-        pooling=m.pooling,
-        term_types=cfg.data.professional_terms,
+    parts = StudentParts(
+        cfg=cfg, num_labels=num_labels, encoder=encoder, encoder_spec=spec, data_dir=data_dir
     )
-    if m.student == "berm":
-        from relkd.nets.berm import Berm
-
-        return Berm(cross, metapaths=tuple(m.berm.metapaths), order=m.berm.order)
-    return cross
+    return student.build_net(parts)
 
 
 def teacher_hidden_dim(cfg: Any) -> int | None:
@@ -168,14 +139,11 @@ def build_student(
     data_dir: Path | None = None,
 ) -> StudentModule:
     net = build_net(cfg, spec, scheme.num_labels, data_dir)
-    hidden = net.hidden_size
     loss = build_loss(
         cfg.loss,
         scheme,
-        feature_dim=getattr(
-            net, "feature_dim", 4 * hidden if isinstance(net, TwoTower) else hidden
-        ),
-        pooled_dim=hidden,
+        feature_dim=net.feature_dim,
+        pooled_dim=net.hidden_size,
         teacher_hidden_dim=teacher_hidden_dim(cfg),
     )
     if cfg.trainer.get("compile"):

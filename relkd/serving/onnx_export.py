@@ -60,6 +60,7 @@ from relkd.artifacts.atomic_files import (
 )
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError, DataError, RelkdError
+from relkd.nets.student_registry import servable_students, student_spec
 from relkd.nets.two_tower import TwoTower
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_setup import student_name
@@ -281,8 +282,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
 # ---- the export ----------------------------------------------------------------------------
 
 
-def _graphs(net: nn.Module, example: dict[str, Any]) -> list[Graph]:
-    if isinstance(net, TwoTower):
+def _graphs(net: nn.Module, example: dict[str, Any], graph: str) -> list[Graph]:
+    """The ONNX graphs of ``net`` for its spec's serving graph family (``cross_encoder`` or
+    ``two_tower``)."""
+    if graph == "two_tower":
         b = len(example["query_input_ids"])
         q = _trim(example["query_input_ids"], example["query_attention_mask"], avoid=b)
         i = _trim(example["item_input_ids"], example["item_attention_mask"], avoid=b)
@@ -339,7 +342,8 @@ def check_parity(
     table: np.ndarray | None,
     tolerance: float,
 ) -> dict[str, Any]:
-    """Max abs differences, onnxruntime vs PyTorch, on ``batch`` and on its first pair alone.
+    """Max abs differences, onnxruntime vs PyTorch, on ``batch`` and on its first pair alone;
+    ``table`` (the item embeddings) is given for a two-tower export, None for a cross-encoder.
 
     Raises ExportParityError (naming the output and the difference) above ``tolerance``.
     """
@@ -361,8 +365,7 @@ def check_parity(
             ) from None
 
     shapes: dict[str, list[int]] = {}
-    if isinstance(net, TwoTower):
-        assert table is not None
+    if table is not None:  # the two-tower graphs
         q_ids, q_mask = batch["query_input_ids"], batch["query_attention_mask"]
         i_ids, i_mask = batch["item_input_ids"], batch["item_attention_mask"]
         rows = _np(batch["item_index"])
@@ -407,15 +410,12 @@ def check_parity(
 
 def _unsupported(cfg: Any) -> str | None:
     """Why this student cannot be exported (None when it can)."""
-    if cfg.model.student == "berm":
+    student = student_spec(cfg.model.student)
+    if student.serving_graph is None:
         return (
-            "model.student berm reads click-graph neighbours at serving time; export serves "
-            "cross_encoder and two_tower students (distil BERM into one of them to serve it)"
-        )
-    if cfg.model.student == "seminar":
-        return (
-            "model.student seminar reads each user's history at serving time; export serves "
-            "cross_encoder and two_tower students"
+            f"model.student {student.name} {student.needs_context} at serving time; export "
+            f"serves {' and '.join(servable_students())} students (distil it into one of them "
+            "to serve it)"
         )
     if cfg.data.layout != "packed" or cfg.data.professional_terms:
         return (
@@ -426,7 +426,7 @@ def _unsupported(cfg: Any) -> str | None:
 
 
 def _identity(cfg: Any, tables: dict[str, str], sha: str, config_sha: str | None, opset: int):
-    kind = "two_tower" if cfg.model.student == "two_tower" else "cross_encoder"
+    kind = student_spec(cfg.model.student).serving_graph
     identity: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "student": kind,
@@ -589,7 +589,7 @@ def export_onnx(
     batch = dm.eval_collator(rows)
     by_length = np.argsort(dm.pair_lengths(with_response=False)[rows], kind="stable")
     example = dm.eval_collator(rows[by_length[:EXAMPLE_PAIRS]])
-    graphs = _graphs(net, example)
+    graphs = _graphs(net, example, student.kind)
     with staged_folder(target) as staging:
         fallbacks = {}
         for graph in graphs:
@@ -598,7 +598,7 @@ def export_onnx(
                 fallbacks[graph.file] = reason
         table = None
         extra: dict[str, Any] = {}
-        if isinstance(net, TwoTower):
+        if student.kind == "two_tower":
             table = encode_items(net, dm)
             np.save(staging / ITEM_TABLE, table)
             ids = item_ids(student.dataset)

@@ -4,7 +4,7 @@ mode, and a DataModule over the run's dataset (for real batches and the item tab
 Like ``relkd eval``, the run is rebuilt from its saved config.yaml (paths in it are relative to
 the working directory the run was trained from). Only the ``net.`` weights of the Lightning
 checkpoint are read (loss-owned ``loss.`` parameters are training-only); the checkpoint is
-read by relkd.runs.checkpoint_file (``weights_only=True``), so no pickled code runs.
+read by relkd.artifacts.checkpoint_file (``weights_only=True``), so no pickled code runs.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from datamodules import QueryItemDataModule
+from relkd.artifacts.checkpoint_file import check_state_fits, checkpoint_state, net_weights
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
-from relkd.nets.two_tower import TwoTower
-from relkd.runs.checkpoint_file import check_state_fits, checkpoint_state, net_weights
+from relkd.nets.student_registry import student_spec
 from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.runs.run_dir import checkpoint_path
 from relkd.runs.student_factory import build_datamodule, build_net, encoder_spec
@@ -41,11 +41,6 @@ NO_TEACHER = {
 }
 
 
-def student_kind(net: nn.Module) -> str:
-    """``two_tower`` or ``cross_encoder``."""
-    return "two_tower" if isinstance(net, TwoTower) else "cross_encoder"
-
-
 @dataclass
 class LoadedStudent:
     """A student rebuilt from a run (or a config), ready for export or benchmarking."""
@@ -60,7 +55,10 @@ class LoadedStudent:
 
     @property
     def kind(self) -> str:
-        return student_kind(self.net)
+        """The ONNX graph family the student serves as (``cross_encoder`` or ``two_tower``);
+        its model.student name for one that is not servable (berm, seminar)."""
+        student = student_spec(self.cfg.model.student)
+        return student.serving_graph or student.name
 
     @property
     def scheme(self) -> LabelScheme:
@@ -151,5 +149,4 @@ __all__ = [
     "net_state_dict",
     "run_config",
     "student_from_config",
-    "student_kind",
 ]

@@ -1,5 +1,6 @@
 """Build the SEMINAR student from a config: its catalogue tables, its token table, and the
-pretrained weights ``model.seminar.init_from`` names."""
+pretrained weights ``model.seminar.init_from`` names. Its ``SPEC`` lives here, beside the build
+that needs the dataset (relkd/nets/seminar.py is the architecture alone)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 
 import torch
 
+from relkd.artifacts.checkpoint_file import checkpoint_state, net_weights
 from relkd.behavior.sequence_artifact import SequenceArtifact
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import EncoderSpec
 from relkd.nets.seminar import Seminar
-from relkd.runs.checkpoint_file import checkpoint_state, net_weights
+from relkd.nets.student_spec import StudentParts, StudentSpec
 
 
 def sequences_cache_dir(cfg: Any) -> str:
@@ -100,3 +102,20 @@ def load_pretrained(net: Seminar, path: Path) -> list[str]:
     if stray:
         raise ConfigError(f"{ckpt_path}: field net.{stray[0]} does not fit this seminar net")
     return list(missing)
+
+
+def build_seminar_student(parts: StudentParts) -> Seminar:
+    """model.student seminar, on ``parts.data_dir``'s catalogue (StudentSpec checks it is given)."""
+    assert parts.data_dir is not None
+    return build_seminar(parts.cfg, parts.encoder_spec, parts.data_dir)
+
+
+SPEC = StudentSpec(
+    name="seminar",
+    display="SEMINAR",
+    encoding="bi",  # query and item batched apart, beside the pair's user history
+    build=build_seminar_student,
+    needs_context="reads the user history of a catalogue pair",
+    reads_sequences=True,
+    needs_dataset=True,
+)
