@@ -61,6 +61,7 @@ from relkd.teacher_cache import TeacherCache
 from relkd.teacher_cache.annotation import Annotation
 from relkd.teacher_cache.cache_finalizer import FINAL_DIR, finalize_cache
 from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
+from tests.v1_teacher_cache import write_v1_cache
 
 VARIANTS: tuple[str, ...] = ("none", "v1", "v2")
 DEFAULT_WORKDIR = Path("/tmp/relkd_bench_memory")
@@ -208,7 +209,7 @@ def write_v2(root: Path, ds: CanonicalDataset, ann: Annotation) -> None:
 
 def write_v1(root: Path, ds: CanonicalDataset, ann: Annotation) -> None:
     """The same rows as a v1 cache (one Parquet file; no verdict / cot_ok columns in v1)."""
-    TeacherCache.write(
+    write_v1_cache(
         root,
         ann.pair_id,
         ann.logits,

@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
-from relkd.teacher_cache import TeacherCache
+from tests.v1_teacher_cache import write_v1_cache
 
 _VOCAB_TEXT = (
     "oak walnut pine steel glass velvet linen leather cotton wool chair table sofa desk lamp "
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     covered = pid[rng.random(len(pid)) < 0.8]
     t0 = time.perf_counter()
-    TeacherCache.write(
+    write_v1_cache(
         work / "teacher",
         covered,
         rng.normal(size=(len(covered), 4)).astype(np.float32),

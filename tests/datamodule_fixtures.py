@@ -11,6 +11,7 @@ import pyarrow as pa
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
+from tests.v1_teacher_cache import write_v1_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -112,7 +113,6 @@ def write_teacher(
     """A teacher cache over a random ``keep`` share of the pairs, rows in shuffled order.
 
     Returns (cache, pair_ids written, logits written)."""
-    from relkd.teacher_cache.teacher_cache import TeacherCache
 
     rng = np.random.default_rng(seed)
     pid = dataset.table("pairs", ["pair_id"]).column("pair_id").to_numpy()
@@ -121,7 +121,7 @@ def write_teacher(
     logits = rng.normal(size=(len(chosen), k)).astype(np.float32)
     cot = [f"cot for {p}" for p in chosen] if with_cot else None
     aspects = rng.integers(-1, len(ASPECT_VALUES), size=(len(chosen), len(ASPECTS)))
-    cache = TeacherCache.write(
+    cache = write_v1_cache(
         root,
         chosen,
         logits,

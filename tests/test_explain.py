@@ -20,6 +20,7 @@ from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.explain import PairExplainer, PairExplanation, render_explanation
 from tests.conftest import REPO, tiny_overrides
 from tests.datamodule_fixtures import make_dataset, write_teacher
+from tests.v1_teacher_cache import write_v1_cache
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +203,8 @@ def test_teacher_run_answers_from_its_cache_else_generates(
     cached, uncached = sorted(test_predictions)[:2]
     cache = teacher / "teacher_cache" / dataset.root.name
     pid = np.asarray([cached], dtype=np.int64)
-    from relkd.teacher_cache.teacher_cache import TeacherCache
 
-    TeacherCache.write(
+    write_v1_cache(
         cache,
         pid,
         np.asarray([[2.0, 0.0, 0.0, 0.0]], np.float32),

@@ -22,6 +22,7 @@ from relkd.teacher_cache.annotation import Annotation
 from relkd.teacher_cache.cache_finalizer import finalize_cache, requested_pairs
 from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
+from tests.v1_teacher_cache import write_v1_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -54,7 +55,7 @@ def write_cache(root: Path, dataset: CanonicalDataset, pair_ids: np.ndarray) -> 
     """A v1 teacher cache over exactly ``pair_ids``."""
     k = dataset.scheme.num_labels
     logits = np.random.default_rng(0).normal(size=(len(pair_ids), k)).astype(np.float32)
-    return TeacherCache.write(
+    return write_v1_cache(
         root,
         pair_ids,
         logits,

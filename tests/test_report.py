@@ -29,6 +29,7 @@ from relkd.runs.dataset_resolver import resolve_dataset
 from relkd.teacher_cache.teacher_cache import TeacherCache
 from relkd.train import train_from_cli
 from tests.conftest import QUICKSTART, tiny_overrides
+from tests.v1_teacher_cache import write_v1_cache
 
 CHROMIUM = Path("/usr/bin/chromium")
 SERVING = {1: {"ms_per_pair": 0.8, "batch": 64, "threads": 2, "device": "cpu", "params": 10}}
@@ -44,7 +45,7 @@ def write_cache(root: Path, dataset: CanonicalDataset, test_share: float) -> Tea
     chosen = np.concatenate([pid[split == "train"], pid[test[: int(len(test) * test_share)]]])
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(len(chosen), dataset.scheme.num_labels)).astype(np.float32)
-    return TeacherCache.write(
+    return write_v1_cache(
         root,
         chosen,
         logits,

@@ -21,6 +21,7 @@ from relkd.errors import DataError, StaleArtifactError
 from relkd.teacher_cache import TeacherCache
 from relkd.teacher_cache.teacher_cache import MANIFEST, TEACHER_FILE
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
+from tests.v1_teacher_cache import write_v1_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -200,7 +201,7 @@ def test_label_order_mismatch_refused(dataset, tmp_path):
 def test_unknown_pair_ids_refused_with_count(dataset, tmp_path):
     scheme = get_label_scheme("esci")
     pid = np.concatenate([dataset.table("pairs").column("pair_id").to_numpy()[:5], [1, 2, 3]])
-    TeacherCache.write(
+    write_v1_cache(
         tmp_path / "c",
         pid,
         np.zeros((8, 4)),
@@ -229,14 +230,12 @@ def test_duplicate_pair_ids_refused(dataset, tmp_path):
 def test_write_validates_inputs(dataset, tmp_path):
     kw = dict(scheme="esci", model="m", prompt_template="p", dataset=dataset)
     with pytest.raises(ValueError, match="shape"):
-        TeacherCache.write(tmp_path / "a", [1, 2], np.zeros((2, 3)), **kw)
+        write_v1_cache(tmp_path / "a", [1, 2], np.zeros((2, 3)), **kw)
     with pytest.raises(ValueError, match="unique"):
-        TeacherCache.write(tmp_path / "b", [1, 1], np.zeros((2, 4)), **kw)
+        write_v1_cache(tmp_path / "b", [1, 1], np.zeros((2, 4)), **kw)
     with pytest.raises(ValueError, match="outside"):
-        TeacherCache.write(
-            tmp_path / "c", [1], np.zeros((1, 4)), aspects={"brand": ["maybe"]}, **kw
-        )
-    cache = TeacherCache.write(
+        write_v1_cache(tmp_path / "c", [1], np.zeros((1, 4)), aspects={"brand": ["maybe"]}, **kw)
+    cache = write_v1_cache(
         tmp_path / "d",
         [1, 2],
         np.zeros((2, 4)),
@@ -248,7 +247,7 @@ def test_write_validates_inputs(dataset, tmp_path):
         -1,
     ]
     with pytest.raises(DataError, match="already exists"):
-        TeacherCache.write(tmp_path / "d", [1], np.zeros((1, 4)), **kw)
+        write_v1_cache(tmp_path / "d", [1], np.zeros((1, 4)), **kw)
 
 
 def test_overwrite_refuses_a_folder_that_is_not_a_cache(dataset, teacher, tmp_path):
@@ -257,7 +256,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_cache(dataset, teacher, tmp_pa
     precious.mkdir()
     (precious / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a relkd teacher cache"):
-        TeacherCache.write(
+        write_v1_cache(
             precious,
             pid,
             logits,
@@ -270,8 +269,8 @@ def test_overwrite_refuses_a_folder_that_is_not_a_cache(dataset, teacher, tmp_pa
     assert [p.name for p in precious.iterdir()] == ["results.csv"]
     # a real cache is replaced
     kw = dict(scheme="esci", model="m", prompt_template="t", dataset=dataset.root)
-    TeacherCache.write(tmp_path / "real", pid, logits, **kw)
-    again = TeacherCache.write(
+    write_v1_cache(tmp_path / "real", pid, logits, **kw)
+    again = write_v1_cache(
         tmp_path / "real",
         pid[:3],
         logits[:3],
