@@ -26,7 +26,6 @@ inside or beside the dataset folder.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import time
@@ -40,6 +39,7 @@ import pyarrow.compute as pc
 
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, folder_name, input_differences
+from relkd.artifacts.identity import sha256_hex
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.pair_arrays import PairArrays, pq_column_names
 from relkd.data.schema import ITEM_TEXT_FIELDS, ITEMS
@@ -103,7 +103,7 @@ class StoreInputs:
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return sha256_hex(blob)
 
     def key(self) -> str:
         """Folder name: ``<dataset name>-<fingerprint prefix>``."""

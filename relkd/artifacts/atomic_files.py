@@ -10,7 +10,6 @@ compares size and mtime first and only re-hashes when they differ (a copy, a tou
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -20,18 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from relkd.artifacts.identity import sha256_file, sha256_hex
 from relkd.errors import DataError, StaleArtifactError
 
 TMP_PREFIX = ".tmp-"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -199,7 +190,8 @@ def record_seal(size: Any, mtime_ns: Any, sha256: Any) -> str:
     """Binds a record's size and mtime to its sha256: a record whose sha256 was edited (the
     file untouched) no longer matches its seal, so the cheap size-and-mtime check is refused and
     the file is hashed."""
-    return hashlib.sha256(f"{size}:{mtime_ns}:{sha256}".encode()).hexdigest()[:16]
+    # a plain prefix, not short_id: seals recorded in existing manifests must keep matching
+    return sha256_hex(f"{size}:{mtime_ns}:{sha256}")[:16]
 
 
 def file_record(path: str | Path) -> dict[str, Any]:

@@ -11,8 +11,6 @@ artifact built from other inputs raises StaleArtifactError and is never rebuilt 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
+from relkd.artifacts.identity import json_digest
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 
@@ -29,7 +28,7 @@ MANIFEST = "manifest.json"
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``inputs``."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return json_digest(inputs)
 
 
 def folder_name(dataset_name: str, digest: str, tag: str | None = None) -> str:

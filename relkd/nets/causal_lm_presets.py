@@ -15,7 +15,6 @@ run can save them beside its adapter (the adapter alone could not restore them).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from relkd.artifacts.identity import sha256_files
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import minilm_path, tiny_tokenizer
 
@@ -93,13 +93,7 @@ class CausalLMSpec:
         files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
         if not files:
             return None
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.name.encode())
-            with open(path, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    digest.update(block)
-        return digest.hexdigest()
+        return sha256_files(files)
 
 
 def base_param_name(name: str) -> str:

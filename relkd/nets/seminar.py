@@ -22,7 +22,6 @@ view_align.py): ``seq_query, seq_item, seq_views, seq_user, seq_pair, seq_neg_pa
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relkd.artifacts.identity import sha256_hex
 from relkd.nets.pq_attention import MultiViewPQ, exact_view_scores
 
 VIEWS = ("query", "item_id", "item_text", "item_attr")  # the GSU's per-view inner products
@@ -38,7 +38,7 @@ PQ_FIT_VECTORS = 20_000  # history events the codebooks are fitted on
 
 def digest_tensor(text: str) -> torch.Tensor:
     """SHA-256 of ``text`` as a uint8 [32] tensor (a buffer that travels with the weights)."""
-    return torch.tensor(list(hashlib.sha256(text.encode()).digest()), dtype=torch.uint8)
+    return torch.tensor(list(bytes.fromhex(sha256_hex(text))), dtype=torch.uint8)
 
 
 class Seminar(nn.Module):

@@ -3,11 +3,11 @@ special token ids the collator needs (so collation never needs the tokenizer obj
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from relkd.artifacts.identity import sha256_hex
 from relkd.errors import ConfigError
 
 
@@ -60,7 +60,7 @@ class TokenizerInfo:
             name=name,
             cls_name=type(tokenizer).__name__,
             vocab_size=max(len(tokenizer), max(vocab.values(), default=0) + 1),
-            vocab_sha256=hashlib.sha256(blob).hexdigest(),
+            vocab_sha256=sha256_hex(blob),
             cls_id=int(cls_id),
             sep_id=int(sep_id),
             pad_id=int(sep_id if pad_id is None else pad_id),

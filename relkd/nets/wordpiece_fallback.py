@@ -8,14 +8,13 @@ content hashes so every later run reuses the same vocabulary.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
 
 from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
+from relkd.artifacts.identity import json_digest, short_id
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.schema import ITEM_TEXT_FIELDS
 
@@ -45,7 +44,7 @@ def wordpiece_tokenizer(
         "vocab_size": vocab_size,
         "fields": TEXT_FIELDS,
     }
-    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    key = short_id(json_digest(fingerprint), 12)
     out = Path(cache_root) / f"wordpiece-{key}"
     if (out / "tokenizer.json").is_file():
         return str(out)

@@ -14,7 +14,6 @@ source dataset is only read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from relkd.artifacts.atomic_files import file_record, move_into_place, staged_folder
+from relkd.artifacts.identity import json_digest
 from relkd.data.canonical_dataset import CanonicalDataset, conform
 from relkd.data.manifest import MANIFEST_NAME, Manifest, TableEntry
 from relkd.data.schema import SPLITS
@@ -125,12 +125,11 @@ def expected_source(
         "perturbation_version": PERTURBATION_VERSION,
     }
     inputs = {"dataset": name, "tables": dict(sorted(tables.items()))}
-    blob = json.dumps({"params": params, "inputs": inputs}, sort_keys=True).encode()
     return {
         "kind": SOURCE_KIND,
         "params": params,
         "inputs": inputs,
-        "fingerprint": hashlib.sha256(blob).hexdigest(),
+        "fingerprint": json_digest({"params": params, "inputs": inputs}),
     }
 
 

@@ -9,7 +9,6 @@ finish is refused with the command that resumes it, so a kill never silently los
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
+from relkd.artifacts.identity import json_digest, short_id
 from relkd.config import compose, to_container
 from relkd.errors import ConfigError
 from relkd.experiment_files import find_experiment
@@ -69,7 +69,7 @@ def experiment_path(name: str, pipeline_file: Path) -> Path:
 
 
 def step_fingerprint(cfg: DictConfig, extra: dict[str, Any] | None = None) -> str:
-    """12 hex digits over everything a step's result depends on: the resolved config less the
+    """12 hex digits (relkd.artifacts.identity.short_id: never a number) over everything a step's result depends on: the resolved config less the
     section the other task reads (a teacher never reads ``model``, a student never ``teacher``),
     and ``extra`` inputs such as the teacher cache's identity."""
     body = to_container(cfg)
@@ -77,8 +77,7 @@ def step_fingerprint(cfg: DictConfig, extra: dict[str, Any] | None = None) -> st
         body.pop(key, None)
     for key in _TRAINER_COSMETIC:
         body.get("trainer", {}).pop(key, None)
-    payload = json.dumps({"config": body, "inputs": extra or {}}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    return short_id(json_digest({"config": body, "inputs": extra or {}}, default=str), 12)
 
 
 def placement(cli_overrides: list[str], what: str, unit: str) -> tuple[str | None, list[str]]:

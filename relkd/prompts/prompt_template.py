@@ -28,10 +28,10 @@ teacher caches record it, so an artifact made with another template is refused.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from relkd.artifacts.identity import sha256_hex
 from relkd.prompts.cot_template import VERDICT, CotTemplate
 
 TEMPLATE_VERSION = "relevance-v1"
@@ -133,4 +133,4 @@ class PromptTemplate:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text().encode()).hexdigest()
+        return sha256_hex(self.text())

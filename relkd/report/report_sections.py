@@ -11,6 +11,7 @@ from typing import TypeVar
 import numpy as np
 from matplotlib.figure import Figure
 
+from relkd.artifacts.identity import json_digest
 from relkd.metrics.relevance_metrics import ECE_BINS, NDCG_KEY
 from relkd.pipeline.comparison_table import BUCKET_COLUMNS, GROUPS, cell, metric
 from relkd.report.figures import (
@@ -295,8 +296,6 @@ def recipe_groups(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
     """Runs that differ only in their seed (and where they were written) are seeds of one
     recipe: name -> its runs, in report order. A group is named by its variant, else by its
     first run."""
-    import hashlib
-    import json
 
     from omegaconf import OmegaConf
 
@@ -307,7 +306,7 @@ def recipe_groups(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
         assert isinstance(body, dict)
         for key in ("seed", "experiment", "output_dir", "version", "resume"):
             body.pop(key, None)
-        key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        key = json_digest(body, default=str)
         name = names.setdefault(key, r.variant or r.name)
         groups.setdefault(name, []).append(r)
     return groups

@@ -7,12 +7,11 @@ A folder whose manifest disagrees with the requested parameters is refused, not 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from relkd.artifacts.identity import json_digest, short_id
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError, DataError, StaleArtifactError
 
@@ -20,8 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def synthetic_key(params: dict[str, Any]) -> str:
-    blob = json.dumps(params, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+    return short_id(json_digest(params), 10)
 
 
 def resolve_dataset(data_cfg: Any, build: bool = True) -> Path:

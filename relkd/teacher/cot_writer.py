@@ -19,7 +19,6 @@ parsable sample (left out of the JSONL).
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import torch
 
 from datamodules.prompt_store import special_ids
 from relkd.artifacts.atomic_files import atomic_write, atomic_write_json
+from relkd.artifacts.identity import sha256_hex
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.pair_arrays import PairArrays
 from relkd.data.schema import SPLITS
@@ -219,7 +219,7 @@ def write_cot(
     manifest = {
         "kind": "cot_targets",
         "writer": WRITER_VERSION,
-        "instruction_sha256": hashlib.sha256(instruction(words).encode()).hexdigest(),
+        "instruction_sha256": sha256_hex(instruction(words)),
         "cot_format": template.cot.text(),
         "model": model,
         "dataset": {

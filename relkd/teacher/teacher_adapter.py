@@ -18,7 +18,6 @@ refuses a base model whose weights differ from the ones the adapter was trained 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 
 from relkd import __version__
 from relkd.artifacts.atomic_files import atomic_write_json, move_into_place, staged_folder
+from relkd.artifacts.identity import sha256_hex
 from relkd.artifacts.manifest_file import read_manifest_file
 from relkd.errors import DataError, StaleArtifactError
 from relkd.nets.causal_lm_presets import CausalLMSpec, base_param_name
@@ -124,7 +124,7 @@ def adapter_sha256(adapter_dir: str | Path) -> str:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.name.startswith(".")
     ]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return sha256_hex("\n".join(lines))
 
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any]:

@@ -20,13 +20,14 @@ embedding row per term.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from relkd.artifacts.identity import sha256_hex
 
 SHA_BUFFER = "term_vocab_sha256"
 
@@ -55,7 +56,7 @@ def term_token_ids(tokenizer: Any, terms: Sequence[str]) -> np.ndarray:
 
 
 def term_list_sha256(terms: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(terms).encode()).hexdigest()
+    return sha256_hex("\n".join(terms))
 
 
 def sub_token_ids(base_tokenizer: Any, terms: Sequence[str]) -> list[list[int]]:
