@@ -992,7 +992,7 @@ def test_table_parquet_map_attributes(tmp_path: Path) -> None:
 def test_unparseable_numbers_are_all_counted_and_shown_in_row_order() -> None:
     """Every bad value of a large column is counted and the first ones are shown in row order.
     (Speed is a benchmark matter; tests hold no timing thresholds.)"""
-    from relkd.data.loaders.common import float_column, int_column
+    from relkd.data.loaders.column_checks import float_column, int_column
 
     n = 100_000
     values = [f"{i}.0" for i in range(n)]
@@ -1009,7 +1009,7 @@ def test_unparseable_numbers_are_all_counted_and_shown_in_row_order() -> None:
 
 def test_cast_failures_agree_with_arrow() -> None:
     """The regex pre-check never reports a value the Arrow cast would accept, nor misses one."""
-    from relkd.data.loaders.common import FLOAT_TEXT, cast_failures
+    from relkd.data.loaders.column_checks import FLOAT_TEXT, cast_failures
 
     texts = ["1", "1.5", "-1", "+1", ".5", "1.", "1e5", "1E-5", "inf", "-Infinity", "NaN",
              "nan(1)", "00012", "1e400", "+.5", " 1", "1 ", "1,5", "0x10", "1_000", "1e", "e5",

@@ -25,31 +25,33 @@ import pyarrow.dataset as pads
 
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import ESCI
-from relkd.data.loaders.common import (
-    BUCKET_SOURCE_PROXY,
+from relkd.data.loaders.column_checks import (
     blank_mask,
     blank_to_null,
-    bucket_queries,
-    check_fractions,
-    check_on_empty,
     check_unique,
-    dedup_pairs,
-    examples,
-    frequency_proxy,
-    guard_out,
-    input_hashes,
     int_column,
-    manifest_stats,
-    map_labels,
-    parquet_columns,
-    read_parquet,
     require_columns,
-    require_file,
-    sort_table,
-    split_summary,
     string_ids,
     text_column,
 )
+from relkd.data.loaders.label_mapping import manifest_stats, map_labels
+from relkd.data.loaders.loader_options import (
+    check_fractions,
+    check_on_empty,
+    examples,
+    guard_out,
+    input_hashes,
+    require_file,
+)
+from relkd.data.loaders.pair_tables import (
+    BUCKET_SOURCE_PROXY,
+    bucket_queries,
+    dedup_pairs,
+    frequency_proxy,
+    sort_table,
+    split_summary,
+)
+from relkd.data.loaders.table_files import parquet_columns, read_parquet
 from relkd.data.splits import split_queries
 from relkd.errors import ConfigError, DataError
 

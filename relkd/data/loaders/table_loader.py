@@ -28,32 +28,35 @@ import pyarrow.compute as pc
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.ids import stable_pair_id
 from relkd.data.label_scheme import get_label_scheme
-from relkd.data.loaders.common import (
-    BUCKET_SOURCE_PROXY,
+from relkd.data.loaders.column_checks import (
     blank_mask,
     blank_to_null,
-    bucket_queries,
     cast_failures,
-    check_fractions,
-    check_on_empty,
     check_unique,
-    dedup_pairs,
-    examples,
-    frequency_proxy,
-    guard_out,
-    input_hashes,
     int_column,
     is_text_type,
-    manifest_stats,
-    map_labels,
     missing_refs,
-    read_table_file,
     require_columns,
-    sort_table,
-    split_summary,
     string_ids,
     text_column,
 )
+from relkd.data.loaders.label_mapping import manifest_stats, map_labels
+from relkd.data.loaders.loader_options import (
+    check_fractions,
+    check_on_empty,
+    examples,
+    guard_out,
+    input_hashes,
+)
+from relkd.data.loaders.pair_tables import (
+    BUCKET_SOURCE_PROXY,
+    bucket_queries,
+    dedup_pairs,
+    frequency_proxy,
+    sort_table,
+    split_summary,
+)
+from relkd.data.loaders.table_files import read_table_file
 from relkd.data.schema import ASPECTS, BUCKETS, SPLITS
 from relkd.data.splits import split_queries
 from relkd.errors import DataError

@@ -3,7 +3,7 @@
 Reads the upstream ``dataset/`` folder: ``product.csv``, ``query.csv`` and ``label.csv``. The
 files are TAB-separated despite the ``.csv`` names and were written with CSV quoting (a field
 containing ``"`` is wrapped in quotes with the quote doubled, e.g. ``"fawkes 36"" vanity"``);
-see :func:`relkd.data.loaders.common.read_delimited`.
+see :func:`relkd.data.loaders.table_files.read_delimited`.
 
 - Repeated (query_id, product_id) label rows are collapsed deterministically: majority label,
   ties to the lowest ``id`` row among the tied labels; ``pair_id`` is the group's lowest ``id``.
@@ -24,31 +24,34 @@ import pyarrow.compute as pc
 
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import WANDS
-from relkd.data.loaders.common import (
-    BUCKET_SOURCE_PROXY,
+from relkd.data.loaders.column_checks import (
     blank_mask,
     blank_to_null,
-    bucket_queries,
-    check_fractions,
-    check_on_empty,
     check_unique,
-    dedup_pairs,
-    examples,
     float_column,
-    frequency_proxy,
-    guard_out,
-    input_hashes,
     int_column,
-    manifest_stats,
-    map_labels,
     missing_refs,
-    read_delimited,
     require_columns,
-    require_file,
-    sort_table,
-    split_summary,
     string_ids,
 )
+from relkd.data.loaders.label_mapping import manifest_stats, map_labels
+from relkd.data.loaders.loader_options import (
+    check_fractions,
+    check_on_empty,
+    examples,
+    guard_out,
+    input_hashes,
+    require_file,
+)
+from relkd.data.loaders.pair_tables import (
+    BUCKET_SOURCE_PROXY,
+    bucket_queries,
+    dedup_pairs,
+    frequency_proxy,
+    sort_table,
+    split_summary,
+)
+from relkd.data.loaders.table_files import read_delimited
 from relkd.data.splits import split_queries
 from relkd.errors import DataError
 
