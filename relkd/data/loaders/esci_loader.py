@@ -137,7 +137,42 @@ def import_esci(
     inputs = input_hashes([ex_path, pr_path])
     stats: dict[str, int] = {}
 
-    # ------------------------------------------------------------------ examples
+    pairs = _read_examples(ex_path, locale, version, on_empty, stats)
+    joined, products = _join_products(pairs, pr_path, ex_path, locale, on_empty, stats)
+    pairs_t = _split_pairs(joined, val_fraction, seed, stats)
+    queries, items = _queries_and_items(joined, products, pairs_t)
+    stats["queries"] = queries.num_rows
+    stats["items"] = items.num_rows
+
+    summary = split_summary(pairs_t)
+    return CanonicalDataset.write(
+        out,
+        {"items": items, "queries": queries, "pairs": pairs_t},
+        name=name or f"esci-{locale}-{version}",
+        label_scheme="esci",
+        source={
+            "kind": "esci",
+            "params": {
+                "locale": locale,
+                "version": version,
+                "val_fraction": val_fraction,
+                "seed": seed,
+                "on_empty": on_empty,
+                "id_prefix": "<locale>:" if locale == "all" else None,
+            },
+            "inputs": inputs,
+        },
+        stats=manifest_stats(stats, pairs_t, summary, BUCKET_SOURCE_PROXY),
+        overwrite=overwrite,
+    )
+
+
+def _read_examples(
+    ex_path: Path, locale: str, version: str, on_empty: str, stats: dict[str, int]
+) -> pa.Table:
+    """The examples of the locale and version as pair rows (pair_id, query_id, item_id, label,
+    upstream_split, text, locale, product_id), checked: one text and one split per query, no
+    empty query (or dropped, with ``on_empty`` drop)."""
     _check_columns(ex_path, EXAMPLE_COLUMNS)
     ex = read_parquet(ex_path, EXAMPLE_COLUMNS)
     stats["examples_read"] = ex.num_rows
@@ -221,8 +256,14 @@ def import_esci(
             )
         pairs = pairs.filter(pa.array(~empty_q))
     stats["empty_query_pairs_dropped"] = int(empty_q.sum())
+    return pairs
 
-    # ------------------------------------------------------------------ products
+
+def _join_products(
+    pairs: pa.Table, pr_path: Path, ex_path: Path, locale: str, on_empty: str, stats: dict[str, int]
+) -> tuple[pa.Table, pa.Table]:
+    """(the pairs joined to their product's flags, the products as items): every referenced
+    product must exist; empty titles are an error or dropped with their pairs."""
     _check_columns(pr_path, PRODUCT_COLUMNS)
     wanted = pc.unique(pairs.column("product_id"))
     flt = pc.field("product_id").isin(wanted)
@@ -301,8 +342,14 @@ def import_esci(
     stats["empty_title_pairs_dropped"] = int(empty_t.sum())
     if joined.num_rows == 0:
         raise DataError(f"{ex_path}: no examples left after dropping empty texts")
+    return joined, products
 
-    # ------------------------------------------------------------------ pairs
+
+def _split_pairs(
+    joined: pa.Table, val_fraction: float, seed: int, stats: dict[str, int]
+) -> pa.Table:
+    """De-duplicated pairs with their split: upstream test stays test; a seeded share of the
+    upstream train queries becomes val."""
     pair_cols = ["pair_id", "query_id", "item_id", "label", "upstream_split"]
     pairs_t, dedup = dedup_pairs(joined.select(pair_cols))
     stats.update(dedup)
@@ -323,8 +370,13 @@ def import_esci(
     )
     pairs_t = sort_table(pairs_t, "pair_id")
     stats["pairs_kept"] = pairs_t.num_rows
+    return pairs_t
 
-    # ------------------------------------------------------------------ queries and items
+
+def _queries_and_items(
+    joined: pa.Table, products: pa.Table, pairs_t: pa.Table
+) -> tuple[pa.Table, pa.Table]:
+    """The queries (with popularity buckets) and the items the kept pairs use."""
     # the first row of each kept query (ids were checked to have one text and one locale)
     q_ids = pc.unique(pairs_t.column("query_id"))
     q_first = joined.take(pc.index_in(q_ids, value_set=joined.column("query_id")))
@@ -344,27 +396,4 @@ def import_esci(
     item_cols = ["item_id", "title", "description", "brand", "color", "bullet_point", "locale"]
     used = pc.is_in(products.column("item_id"), value_set=pc.unique(pairs_t.column("item_id")))
     items = sort_table(products.filter(used).select(item_cols), "item_id")
-    stats["queries"] = queries.num_rows
-    stats["items"] = items.num_rows
-
-    summary = split_summary(pairs_t)
-    return CanonicalDataset.write(
-        out,
-        {"items": items, "queries": queries, "pairs": pairs_t},
-        name=name or f"esci-{locale}-{version}",
-        label_scheme="esci",
-        source={
-            "kind": "esci",
-            "params": {
-                "locale": locale,
-                "version": version,
-                "val_fraction": val_fraction,
-                "seed": seed,
-                "on_empty": on_empty,
-                "id_prefix": "<locale>:" if locale == "all" else None,
-            },
-            "inputs": inputs,
-        },
-        stats=manifest_stats(stats, pairs_t, summary, BUCKET_SOURCE_PROXY),
-        overwrite=overwrite,
-    )
+    return queries, items

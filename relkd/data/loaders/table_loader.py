@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.ids import stable_pair_id
-from relkd.data.label_scheme import get_label_scheme
+from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.loaders.column_checks import (
     blank_mask,
     blank_to_null,
@@ -398,7 +398,49 @@ def import_table(
     inputs = input_hashes(in_paths)
     stats: dict[str, Any] = {}
 
-    # ------------------------------------------------------------------ items
+    items_t, dropped_i = _items_table(items_path, on_empty, stats)
+    pr, pairs_t = _pairs_table(pairs_path, label_scheme, stats)
+    queries_t, dropped_q, q_ref_path = _queries_table(queries_path, pr, pairs_path, on_empty, stats)
+    refs = _References(queries_t, dropped_q, q_ref_path, items_t, dropped_i, items_path)
+    pairs_t = _drop_unreferenced(pairs_t, refs, pairs_path, stats)
+    pairs_t = _assign_splits(pairs_t, pairs_path, val_fraction, test_fraction, seed, stats)
+    queries_t, bucket_source = _bucketed_queries(queries_t, pairs_t, queries_path, stats)
+    items_t = sort_table(items_t, "item_id")
+    stats["queries"] = queries_t.num_rows
+    stats["items"] = items_t.num_rows
+
+    tables = {"items": items_t, "queries": queries_t, "pairs": pairs_t}
+    if behavior_path is not None:
+        tables["behavior"] = _behavior_table(behavior_path, refs._replace(queries=queries_t), stats)
+
+    summary = split_summary(pairs_t)
+    return CanonicalDataset.write(
+        out,
+        tables,
+        name=name or Path(out).name,
+        label_scheme=label_scheme.name,
+        source={
+            "kind": "table",
+            "params": {
+                "scheme": label_scheme.name,
+                "pairs": str(pairs_path),
+                "items": str(items_path),
+                "queries": str(queries_path) if queries_path else None,
+                "behavior": str(behavior_path) if behavior_path else None,
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "on_empty": on_empty,
+            },
+            "inputs": inputs,
+        },
+        stats=manifest_stats(stats, pairs_t, summary, bucket_source),
+        overwrite=overwrite,
+    )
+
+
+def _items_table(items_path: Path, on_empty: str, stats: dict[str, Any]) -> tuple[pa.Table, set]:
+    """(the items file as items, the ids of items dropped for an empty title)."""
     it = require_columns(read_table_file(items_path), items_path, ("item_id", "title"))
     stats["items_read"] = it.num_rows
     item_id = string_ids(it, "item_id", items_path)
@@ -422,8 +464,14 @@ def import_table(
         )
     stats["empty_title_items_dropped"] = int(empty_title.sum())
     items_t = items_t.filter(pa.array(~empty_title))
+    return items_t, set(pc.filter(item_id, pa.array(empty_title)).to_pylist())
 
-    # ------------------------------------------------------------------ pairs
+
+def _pairs_table(
+    pairs_path: Path, label_scheme: LabelScheme, stats: dict[str, Any]
+) -> tuple[pa.Table, pa.Table]:
+    """(the pairs file as read, with string query ids; the pairs table: pair_id, query_id,
+    item_id, label, and split, known extras and label votes where the file has them)."""
     pr = require_columns(read_table_file(pairs_path), pairs_path, ("query_id", "item_id", "label"))
     stats["pair_rows_read"] = pr.num_rows
     p_qid = string_ids(pr, "query_id", pairs_path)
@@ -467,9 +515,14 @@ def import_table(
     if ignored:
         stats["pairs_columns_ignored"] = ignored
     pairs_t = pa.table(p_cols)
+    return pr, pairs_t
 
-    # ------------------------------------------------------------------ queries
-    bucket_source = BUCKET_SOURCE_PROXY
+
+def _queries_table(
+    queries_path: Path | None, pr: pa.Table, pairs_path: Path, on_empty: str, stats: dict[str, Any]
+) -> tuple[pa.Table, set, Path]:
+    """(the queries, from the queries file or the pairs' query column; the ids dropped for an
+    empty text; the file their ids are checked against)."""
     if queries_path is not None:
         queries_t, dropped_q = _queries_from_file(queries_path, on_empty, stats)
         q_ref_path = queries_path
@@ -483,9 +536,26 @@ def import_table(
             f"{pairs_path}: no query text: pass a queries file (--queries) or add a 'query' "
             "column to the pairs"
         )
+    return queries_t, dropped_q, q_ref_path
 
-    # ------------------------------------------------------------------ references and drops
-    dropped_i = set(pc.filter(item_id, pa.array(empty_title)).to_pylist())
+
+class _References(NamedTuple):
+    """What pair and behaviour rows must refer to, and the ids dropped for empty texts."""
+
+    queries: pa.Table
+    dropped_q: set
+    q_ref_path: Path
+    items: pa.Table
+    dropped_i: set
+    items_path: Path
+
+
+def _drop_unreferenced(
+    pairs_t: pa.Table, refs: _References, pairs_path: Path, stats: dict[str, Any]
+) -> pa.Table:
+    """Pairs whose query or item was dropped for an empty text go with it; an id that is
+    nowhere is an error naming the file."""
+    queries_t, dropped_q, q_ref_path, items_t, dropped_i, items_path = refs
     n_pairs = pairs_t.num_rows
     drop = np.zeros(n_pairs, dtype=bool)
     for col, known, dropped, ref_path in (
@@ -503,7 +573,19 @@ def import_table(
         drop |= bad
     pairs_t = pairs_t.filter(pa.array(~drop))
     stats["empty_text_pairs_dropped"] = int(drop.sum())
+    return pairs_t
 
+
+def _assign_splits(
+    pairs_t: pa.Table,
+    pairs_path: Path,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    stats: dict[str, Any],
+) -> pa.Table:
+    """De-duplicated pairs with a split: the file's own, or queries drawn with the seed
+    (unlabelled-only queries go to train); unlabelled pairs outside train are dropped."""
     pairs_t, dedup = dedup_pairs(pairs_t)
     stats.update(dedup)
     if pairs_t.num_rows == 0:
@@ -548,8 +630,15 @@ def import_table(
         raise DataError(f"{pairs_path}: no pairs left to import")
     pairs_t = sort_table(pairs_t, "pair_id")
     stats["pairs_kept"] = pairs_t.num_rows
+    return pairs_t
 
-    # ------------------------------------------------------------------ buckets
+
+def _bucketed_queries(
+    queries_t: pa.Table, pairs_t: pa.Table, queries_path: Path | None, stats: dict[str, Any]
+) -> tuple[pa.Table, str]:
+    """(the queries with a popularity bucket and frequency, from the file's bucket or
+    frequency column or else from the pairs; where the buckets came from)."""
+    bucket_source = BUCKET_SOURCE_PROXY
     queries_t = _popularity_columns(queries_t, queries_path, stats)
     q_ids = queries_t.column("query_id").to_pylist()
     if "bucket" in queries_t.column_names:
@@ -588,53 +677,26 @@ def import_table(
         queries_t.num_rows
         - (pc.sum(pc.is_in(queries_t.column("query_id"), value_set=used_q)).as_py() or 0)
     )
-    queries_t = sort_table(queries_t, "query_id")
-    items_t = sort_table(items_t, "item_id")
-    stats["queries"] = queries_t.num_rows
-    stats["items"] = items_t.num_rows
+    return sort_table(queries_t, "query_id"), bucket_source
 
-    tables = {"items": items_t, "queries": queries_t, "pairs": pairs_t}
-    # ------------------------------------------------------------------ behaviour
-    if behavior_path is not None:
-        beh = _behavior(behavior_path, stats)
-        n_beh = beh.num_rows
-        for col, known, dropped, ref_path in (
-            ("query_id", queries_t.column("query_id"), dropped_q, q_ref_path),
-            ("item_id", items_t.column("item_id"), dropped_i, items_path),
-        ):
-            bad, missing = missing_refs(beh.column(col), known)
-            unknown = [v for v in missing if v not in dropped]
-            if unknown:
-                raise DataError(
-                    f"{behavior_path}: column {col!r} has {len(unknown)} id(s) not in "
-                    f"{ref_path.name}, e.g. {examples(unknown)}"
-                )
-            beh = beh.filter(pa.array(~bad))
-        stats["behavior_rows_dropped_empty_text"] = n_beh - beh.num_rows
-        stats["behavior_rows_kept"] = beh.num_rows
-        tables["behavior"] = beh
 
-    summary = split_summary(pairs_t)
-    return CanonicalDataset.write(
-        out,
-        tables,
-        name=name or Path(out).name,
-        label_scheme=label_scheme.name,
-        source={
-            "kind": "table",
-            "params": {
-                "scheme": label_scheme.name,
-                "pairs": str(pairs_path),
-                "items": str(items_path),
-                "queries": str(queries_path) if queries_path else None,
-                "behavior": str(behavior_path) if behavior_path else None,
-                "val_fraction": val_fraction,
-                "test_fraction": test_fraction,
-                "seed": seed,
-                "on_empty": on_empty,
-            },
-            "inputs": inputs,
-        },
-        stats=manifest_stats(stats, pairs_t, summary, bucket_source),
-        overwrite=overwrite,
-    )
+def _behavior_table(behavior_path: Path, refs: _References, stats: dict[str, Any]) -> pa.Table:
+    """The behaviour rows whose query and item are kept (rows of dropped ones go with them)."""
+    queries_t, dropped_q, q_ref_path, items_t, dropped_i, items_path = refs
+    beh = _behavior(behavior_path, stats)
+    n_beh = beh.num_rows
+    for col, known, dropped, ref_path in (
+        ("query_id", queries_t.column("query_id"), dropped_q, q_ref_path),
+        ("item_id", items_t.column("item_id"), dropped_i, items_path),
+    ):
+        bad, missing = missing_refs(beh.column(col), known)
+        unknown = [v for v in missing if v not in dropped]
+        if unknown:
+            raise DataError(
+                f"{behavior_path}: column {col!r} has {len(unknown)} id(s) not in "
+                f"{ref_path.name}, e.g. {examples(unknown)}"
+            )
+        beh = beh.filter(pa.array(~bad))
+    stats["behavior_rows_dropped_empty_text"] = n_beh - beh.num_rows
+    stats["behavior_rows_kept"] = beh.num_rows
+    return beh

@@ -16,7 +16,9 @@ see :func:`relkd.data.loaders.table_files.read_delimited`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -140,14 +142,64 @@ def import_wands(
     check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
     src = Path(src)
     hint = "fetch it with `relkd data download wands --to DIR`"
-    p_path = require_file(src / PRODUCT_FILE, hint)
-    q_path = require_file(src / QUERY_FILE, hint)
-    l_path = require_file(src / LABEL_FILE, hint)
-    guard_out(out, [p_path, q_path, l_path])
-    inputs = input_hashes([p_path, q_path, l_path])
+    paths = _WandsFiles(
+        require_file(src / PRODUCT_FILE, hint),
+        require_file(src / QUERY_FILE, hint),
+        require_file(src / LABEL_FILE, hint),
+    )
+    guard_out(out, list(paths))
+    inputs = input_hashes(list(paths))
     stats: dict[str, int] = {}
+    read = _read(paths, stats)
+    read = _drop_empty_texts(read, paths, on_empty, stats)
+    pairs, pair_q = _split_pairs(read.pairs, val_fraction, test_fraction, seed, stats)
+    queries_t = _queries_table(read, pairs, pair_q, paths.queries, stats)
+    items = _items_table(read, paths.products, stats)
+    stats["items"] = items.num_rows
+    stats["queries"] = queries_t.num_rows
 
-    # ------------------------------------------------------------------ read + columns
+    summary = split_summary(pairs)
+    return CanonicalDataset.write(
+        out,
+        {"items": items, "queries": queries_t, "pairs": pairs},
+        name=name,
+        label_scheme="wands",
+        source={
+            "kind": "wands",
+            "params": {
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "on_empty": on_empty,
+            },
+            "inputs": inputs,
+        },
+        stats=manifest_stats(stats, pairs, summary, BUCKET_SOURCE_PROXY),
+        overwrite=overwrite,
+    )
+
+
+class _WandsFiles(NamedTuple):
+    products: Path
+    queries: Path
+    labels: Path
+
+
+@dataclass
+class _WandsTables:
+    """The three files read and checked: products and queries with their id columns, and the
+    label rows as pairs (pair_id, query_id, item_id, label)."""
+
+    products: pa.Table
+    pid: pa.ChunkedArray
+    queries: pa.Table
+    qid: pa.ChunkedArray
+    pairs: pa.Table
+
+
+def _read(paths: _WandsFiles, stats: dict[str, int]) -> _WandsTables:
+    """Read the three files, check their columns, ids and references."""
+    p_path, q_path, l_path = paths
     products = require_columns(
         read_delimited(p_path, "\t"), p_path, PRODUCT_COLUMNS, PRODUCT_ALIASES
     )
@@ -180,13 +232,26 @@ def import_wands(
             f"{p_path}: column 'product_id' lacks {len(missing_p)} product id(s) used by "
             f"{int(bad_p.sum())} row(s) of {l_path.name}, e.g. {examples(missing_p)}"
         )
+    return _WandsTables(products, pid, queries, qid, pairs)
 
-    # ------------------------------------------------------------------ empty texts
-    empty_title = blank_mask(products.column("product_name"), p_path, "product_name")
-    empty_query = blank_mask(queries.column("query"), q_path, "query")
+
+def _drop_empty_texts(
+    read: _WandsTables, paths: _WandsFiles, on_empty: str, stats: dict[str, int]
+) -> _WandsTables:
+    """Products without a name and queries without text: an error, or dropped (``on_empty``
+    drop) with their label rows."""
+    products, pid, queries, qid, pairs = (
+        read.products,
+        read.pid,
+        read.queries,
+        read.qid,
+        read.pairs,
+    )
+    empty_title = blank_mask(products.column("product_name"), paths.products, "product_name")
+    empty_query = blank_mask(queries.column("query"), paths.queries, "query")
     for mask, path, col, ids, what in (
-        (empty_title, p_path, "product_name", pid, "product"),
-        (empty_query, q_path, "query", qid, "query"),
+        (empty_title, paths.products, "product_name", pid, "product"),
+        (empty_query, paths.queries, "query", qid, "query"),
     ):
         if mask.any() and on_empty == "error":
             bad = pc.filter(ids, pa.array(mask)).to_pylist()
@@ -209,12 +274,20 @@ def import_wands(
     stats["empty_title_items_dropped"] = int(empty_title.sum())
     stats["empty_query_queries_dropped"] = int(empty_query.sum())
     stats["empty_text_pairs_dropped"] = n_rows - pairs.num_rows
-    products = products.filter(pa.array(~empty_title))
-    pid = pc.filter(pid, pa.array(~empty_title))
-    queries = queries.filter(pa.array(~empty_query))
-    qid = pc.filter(qid, pa.array(~empty_query))
+    return _WandsTables(
+        products.filter(pa.array(~empty_title)),
+        pc.filter(pid, pa.array(~empty_title)),
+        queries.filter(pa.array(~empty_query)),
+        pc.filter(qid, pa.array(~empty_query)),
+        pairs,
+    )
 
-    # ------------------------------------------------------------------ pairs
+
+def _split_pairs(
+    pairs: pa.Table, val_fraction: float, test_fraction: float, seed: int, stats: dict[str, int]
+) -> tuple[pa.Table, list[str]]:
+    """De-duplicated pairs with their split (queries drawn with the seed), and the queries that
+    have pairs."""
     pairs, dedup = dedup_pairs(pairs)
     stats.update(dedup)
     pair_q = pc.unique(pairs.column("query_id")).to_pylist()
@@ -232,16 +305,25 @@ def import_wands(
     split = pc.take(s_list, pc.index_in(pairs.column("query_id"), value_set=q_list))
     pairs = sort_table(pairs.append_column("split", split), "pair_id")
     stats["pairs_kept"] = pairs.num_rows
+    return pairs, pair_q
 
-    # ------------------------------------------------------------------ queries
+
+def _queries_table(
+    read: _WandsTables,
+    pairs: pa.Table,
+    pair_q: list[str],
+    q_path: Path,
+    stats: dict[str, int],
+) -> pa.Table:
+    """The queries that have pairs, with their popularity bucket and class."""
+    queries, qid = read.queries, read.qid
     used = np.asarray(
         pc.is_in(qid, value_set=pa.array(pair_q, pa.string())).to_numpy(zero_copy_only=False)
     )
     stats["queries_without_labels_dropped"] = int((~used).sum())
     queries = queries.filter(pa.array(used))
     qid = pc.filter(qid, pa.array(used))
-    q_ids = qid.to_pylist()
-    freq, buckets = bucket_queries(q_ids, frequency_proxy(pairs))
+    freq, buckets = bucket_queries(qid.to_pylist(), frequency_proxy(pairs))
     q_cols = {
         "query_id": qid,
         "text": queries.column("query"),
@@ -250,9 +332,13 @@ def import_wands(
     }
     if "query_class" in queries.column_names:
         q_cols["query_class"] = blank_to_null(queries.column("query_class"), q_path, "query_class")
-    queries_t = sort_table(pa.table(q_cols), "query_id")
+    return sort_table(pa.table(q_cols), "query_id")
 
-    # ------------------------------------------------------------------ items
+
+def _items_table(read: _WandsTables, p_path: Path, stats: dict[str, int]) -> pa.Table:
+    """The products as items: title, description, top category, type, parsed attributes,
+    hierarchy and ratings."""
+    products, pid = read.products, read.pid
     attrs, n_malformed, n_products_malformed, n_repeated = [], 0, 0, 0
     for raw in products.column("product_features").to_pylist():
         obj, malformed, repeated = parse_features(raw)
@@ -285,26 +371,4 @@ def import_wands(
                 if col == "average_rating"
                 else int_column(products, col, p_path, nullable=True, minimum=0)
             )
-    items = sort_table(pa.table(i_cols), "item_id")
-    stats["items"] = items.num_rows
-    stats["queries"] = queries_t.num_rows
-
-    summary = split_summary(pairs)
-    return CanonicalDataset.write(
-        out,
-        {"items": items, "queries": queries_t, "pairs": pairs},
-        name=name,
-        label_scheme="wands",
-        source={
-            "kind": "wands",
-            "params": {
-                "val_fraction": val_fraction,
-                "test_fraction": test_fraction,
-                "seed": seed,
-                "on_empty": on_empty,
-            },
-            "inputs": inputs,
-        },
-        stats=manifest_stats(stats, pairs, summary, BUCKET_SOURCE_PROXY),
-        overwrite=overwrite,
-    )
+    return sort_table(pa.table(i_cols), "item_id")
