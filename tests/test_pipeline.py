@@ -100,6 +100,20 @@ def test_pipeline_runs_then_reuses_every_step(
     )
     assert by_step["teacher"]["reused"] and by_step["annotate"]["pairs_annotated"] == 0
 
+    # a step stopped after its last checkpoint but before its metrics (a kill, the end of a
+    # session) continues from checkpoints/last.ckpt: its run folder and weights are kept
+    (kd_run / "metrics.json").unlink()
+    ckpt = kd_run / "checkpoints" / "best.ckpt"
+    before = ckpt.stat().st_mtime_ns
+    assert main(["pipeline", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"continuing the unfinished step from {kd_run / 'checkpoints' / 'last.ckpt'}" in out
+    resumed = json.loads((tmp_path / "pipe" / "tiny" / "comparison.json").read_text())
+    kd_step = {s["step"]: s for s in resumed["steps"]}["kd+pool"]
+    assert Path(kd_step["run"]) == kd_run and not kd_step["reused"]
+    assert ckpt.stat().st_mtime_ns == before  # no epoch trained again
+    assert resumed["rows"]["kd+pool"] == summary["rows"]["kd+pool"]
+
 
 def test_a_half_finished_step_is_refused_not_overwritten(
     tmp_path: Path, shared_data_root: Path
@@ -109,7 +123,7 @@ def test_a_half_finished_step_is_refused_not_overwritten(
     _, run_dir = runner.compose_teacher()
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("half")
-    with pytest.raises(ConfigError, match="did not finish"):
+    with pytest.raises(ConfigError, match=r"did not finish, and has no checkpoints/last\.ckpt"):
         runner.teacher()
     assert (run_dir / "config.yaml").read_text() == "half"
 

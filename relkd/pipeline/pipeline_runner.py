@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from relkd.artifacts.atomic_files import atomic_write_bytes, atomic_write_json
 from relkd.artifacts.identity import json_digest, short_id
@@ -153,15 +153,20 @@ class PipelineRunner:
         if metrics_file.is_file():
             log.info("%s: reusing %s", name, run_dir)
             return StepResult(name, run_dir, True, 0.0, json.loads(metrics_file.read_text()))
-        if run_dir.exists():
-            command = "relkd teacher train" if task == "teacher" else "relkd train"
-            raise ConfigError(
-                f"{run_dir}: step {name!r} started but did not finish (no metrics.json); resume "
-                f"it with `{command} {run_dir / 'config.yaml'} resume={run_dir}`, or move the "
-                "folder away to start it again"
-            )
         if cfg.task != task:
             raise ConfigError(f"{name}: the experiment's task is {cfg.task!r}, expected {task!r}")
+        if run_dir.exists():
+            # a step stopped mid-run (killed, or the session ended) continues from its last
+            # checkpoint: the folder is named by the step's digest, so it is this very step
+            last = run_dir / "checkpoints" / "last.ckpt"
+            if not (last.is_file() and (run_dir / "config.yaml").is_file()):
+                raise ConfigError(
+                    f"{run_dir}: step {name!r} started but did not finish, and has no "
+                    "checkpoints/last.ckpt to continue from; move the folder away to start it "
+                    "again"
+                )
+            print(f"[pipeline] {name}: continuing the unfinished step from {last}")
+            cfg = OmegaConf.merge(cfg, {"resume": str(run_dir)})
         run_training(cfg)
         metrics = json.loads(metrics_file.read_text())
         return StepResult(name, run_dir, False, time.perf_counter() - t0, metrics)
