@@ -53,6 +53,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.data_config import DataConfig
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
@@ -329,16 +330,16 @@ class PssSampler(threading.Thread):
 
 def make_datamodule(layout: Layout, variant: str, workers: int) -> QueryItemDataModule:
     with_cache = variant != "none"
-    return QueryItemDataModule(
-        layout.dataset,
-        tokenizer_path(),
-        cache_dir=layout.store_cache,
-        teacher_cache=layout.cache(variant),
+    cache = layout.cache(variant)
+    data = DataConfig(
+        cache_dir=str(layout.store_cache),
+        teacher_cache=None if cache is None else str(cache),
         include_unlabeled=with_cache,
         with_cot=with_cache,
         batch_size=BATCH_SIZE,
         num_workers=workers,
     )
+    return QueryItemDataModule(layout.dataset, tokenizer_path(), data)
 
 
 def child_main(

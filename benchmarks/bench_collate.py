@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.data_config import DataConfig
 from tests.v1_teacher_cache import write_v1_cache
 
 _VOCAB_TEXT = (
@@ -145,9 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         dataset = CanonicalDataset(args.data)
     cache = work / "cache"
-    common = dict(cache_dir=cache, batch_size=args.batch_size)
 
-    dm = QueryItemDataModule(dataset.root, args.tokenizer, length_bucketing=False, **common)
+    def data(**kw: Any) -> DataConfig:
+        return DataConfig(cache_dir=str(cache), batch_size=args.batch_size, **kw)
+
+    dm = QueryItemDataModule(dataset.root, args.tokenizer, data(length_bucketing=False))
     t0 = time.perf_counter()
     dm.prepare_data()
     figures["store_build_s"] = round(time.perf_counter() - t0, 2)
@@ -175,16 +179,16 @@ def main(argv: list[str] | None = None) -> dict:
     )
     figures["teacher_write_s"] = round(time.perf_counter() - t0, 2)
 
-    modes = {
-        "plain": dict(length_bucketing=False),
-        "bucketed": dict(length_bucketing=True),
-        "grouped": dict(group_size=args.group_size),
-        "bi": dict(encoding="bi"),
-        "bucketed+teacher": dict(teacher_cache=work / "teacher"),
+    modes = {  # (data settings, encoding)
+        "plain": (data(length_bucketing=False), "cross"),
+        "bucketed": (data(length_bucketing=True), "cross"),
+        "grouped": (data(group_size=args.group_size), "cross"),
+        "bi": (data(), "bi"),
+        "bucketed+teacher": (data(teacher_cache=str(work / "teacher")), "cross"),
     }
     results = {}
-    for name, kw in modes.items():
-        m = QueryItemDataModule(dataset.root, args.tokenizer, **common, **kw)
+    for name, (settings, encoding) in modes.items():
+        m = QueryItemDataModule(dataset.root, args.tokenizer, settings, encoding=encoding)
         t0 = time.perf_counter()
         m.setup()
         setup_s = time.perf_counter() - t0

@@ -9,7 +9,7 @@ collate them with numpy. See docs/datamodule.md for the batch keys and the DDP r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from datamodules.samplers import (
     ShardedBatchSampler,
 )
 from datamodules.sequence_features import SequenceFeatures, SequenceSpec
-from datamodules.tokenized_store import DEFAULT_CACHE_DIR, DEFAULT_ITEM_FIELDS, TokenizedStore
+from datamodules.tokenized_store import TokenizedStore
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.data_config import DataConfig
 from relkd.data.label_scheme import LabelScheme, get_label_scheme
 from relkd.data.pool_subset import pool_mask
 from relkd.data.schema import SPLITS
@@ -50,6 +51,19 @@ def _check_hidden(teacher: TeacherCache) -> np.ndarray:
             "annotate with --hidden last|mean"
         )
     return teacher.hidden
+
+
+def _plain(data: DataConfig) -> dict[str, Any]:
+    """The config as plain types (paths as strings) for the checkpoint's hyperparameters."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    return plain(asdict(data))
 
 
 @dataclass(frozen=True)
@@ -71,156 +85,88 @@ class QueryItemDataModule(pl.LightningDataModule):
     Args:
         data_dir: canonical dataset folder (read only; nothing is written in or beside it).
         tokenizer: Hugging Face tokenizer name/path (``AutoTokenizer``) or tokenizer object.
-        cache_dir: where tokenized stores live: ``<cache_dir>/<dataset name>-<fingerprint>``
-            (relative to the cwd; default ``data_cache/tokenized``).
-        store_dir: explicit store folder instead (a stale store there is refused, not rebuilt).
-        max_length: cross: tokens per pair incl. [CLS]/[SEP]/[SEP]; bi: per side incl. 2 specials.
-        max_query_tokens / max_item_tokens: caps applied once when tokenizing into the store.
-        item_fields: items columns joined (" | ") into the item text, in this order.
+        data: the experiment's ``data`` settings (relkd.data.data_config.DataConfig, whose
+            docstring says what each does); checked here against ``encoding`` by its own rules.
+            None: the defaults.
         encoding: ``cross`` ([CLS] q [SEP] item [SEP]), ``bi`` (query and item apart) or
             ``prompt`` (the teacher's causal-LM prompts and responses from a PromptStore built
-            under ``cache_dir`` for ``prompt_spec``; training batches carry the response,
+            under ``data.cache_dir`` for ``prompt_spec``; training batches carry the response,
             val/test batches the prompt only; see datamodules/prompt_collator.py).
         prompt_spec: what the prompts hold (PromptSpec); required with ``encoding="prompt"``.
-        truncation: ``query_first`` (keep the query, trim the item) or ``longest_first``.
-        token_type_ids: emit token_type_ids in cross mode; None = when the tokenizer uses them.
-        pad_to_multiple_of: round each batch's width up to a multiple (None = longest row).
-        batch_size: training rows per batch (grouped mode: see queries_per_batch).
-        eval_batch_size: val/test rows per batch (default: batch_size).
-        group_size: 0 = plain batches; k > 0 = query-grouped batches of k rows per query.
-        queries_per_batch: groups per batch in grouped mode (default: max(1, batch_size // k)).
-        min_group_items: grouped mode skips queries with fewer training rows than this.
-        length_bucketing: plain mode: sort by length within mega-batches (less padding).
-        mega_batch_factor: mega-batch size, in batches, for length bucketing.
-        drop_last: drop the last incomplete training batch.
-        include_unlabeled: also train on unlabelled train pairs the teacher cache covers
-            (their ``labels`` are -1; the teacher fields carry the targets).
-        pool_ratio: with include_unlabeled, only a fixed, nested subset of the pool:
-            ``round(pool_ratio * labelled train pairs)`` pairs chosen by relkd.data.pool_subset
-            (the ones ``relkd teacher annotate --pool-ratio`` annotates); a ConfigError when the
-            cache lacks any of them. None: every pool pair the cache covers; 0: none.
-        teacher_cache: a teacher cache folder (or TeacherCache) to join by pair_id.
-        with_cot: add ``teacher_cot`` strings to batches.
-        with_hidden: add ``teacher_hidden`` (float16 [B, H], the cache's pooled hidden states,
-            0 where the cache lacks the pair); the cache must have them (annotate --hidden).
-        layout: cross batches ``packed`` or ``slots`` (query and item in fixed slots with
-            ``position_ids``; see datamodules/pair_collator.py and docs/robust_interaction.md).
-        prune_padding: slots: drop the columns that are padding in every row of a batch.
-        professional_terms: mine the catalogue's terms once (a term-list artifact under
-            ``<cache_dir>/../terms``), add them to the tokenizer whole (the store is keyed by
-            the extended vocabulary) and add ``term_type_ids`` to cross batches.
-        terms_min_count / terms_max_terms: the term list's ``min_count`` and ``max_terms``.
-        num_workers / pin_memory / persistent_workers: DataLoader settings.
+        click_graph: what batches read from the click graph (BERM's metapath neighbours, the
+            clicked/cold eval slices); None: nothing.
+        sequences: each row's user history (the seminar student); None: none.
         seed: sampler seed (with the epoch from ``set_epoch``).
         test_splits: splits ``test_dataloader`` serves, in order (one loader each; a list when
             more than one, e.g. ``("val", "test")`` to evaluate both in one ``trainer.test``).
             Also settable as the ``test_splits`` attribute before ``trainer.test``.
+        store_dir: explicit store folder instead of one under ``data.cache_dir`` (a stale store
+            there is refused, not rebuilt).
+
+    Collation and loading knobs that no experiment sets (programmatic use, benchmarks):
+        truncation: ``query_first`` (keep the query, trim the item) or ``longest_first``.
+        token_type_ids: emit token_type_ids in cross mode; None = when the tokenizer uses them.
+        pad_to_multiple_of: round each batch's width up to a multiple (None = longest row).
+        queries_per_batch: groups per batch in grouped mode (default:
+            max(1, data.batch_size // data.group_size)).
+        min_group_items: grouped mode skips queries with fewer training rows than this.
+        mega_batch_factor: mega-batch size, in batches, for length bucketing.
+        drop_last: drop the last incomplete training batch.
+        pin_memory / persistent_workers: DataLoader settings (with ``data.num_workers``).
     """
 
     def __init__(
         self,
         data_dir: str | Path,
         tokenizer: Any,
+        data: DataConfig | None = None,
         *,
-        cache_dir: str | Path = DEFAULT_CACHE_DIR,
-        store_dir: str | Path | None = None,
-        max_length: int = 128,
-        max_query_tokens: int = 32,
-        max_item_tokens: int = 96,
-        item_fields: Sequence[str] = DEFAULT_ITEM_FIELDS,
         encoding: Encoding | str = "cross",
         prompt_spec: PromptSpec | None = None,
+        click_graph: ClickGraphSpec | None = None,
+        sequences: SequenceSpec | None = None,
+        seed: int = 0,
+        test_splits: Sequence[str] = ("test",),
+        store_dir: str | Path | None = None,
         truncation: Truncation = "query_first",
         token_type_ids: bool | None = None,
         pad_to_multiple_of: int | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        group_size: int = 0,
         queries_per_batch: int | None = None,
         min_group_items: int = 2,
-        length_bucketing: bool = True,
         mega_batch_factor: int = 50,
         drop_last: bool = False,
-        include_unlabeled: bool = False,
-        pool_ratio: float | None = None,
-        teacher_cache: str | Path | TeacherCache | None = None,
-        with_cot: bool = False,
-        with_hidden: bool = False,
-        layout: str = "packed",
-        prune_padding: bool = True,
-        professional_terms: bool = False,
-        terms_min_count: int = 3,
-        terms_max_terms: int = 2000,
-        click_graph: ClickGraphSpec | None = None,
-        sequences: SequenceSpec | None = None,
-        num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
-        seed: int = 0,
-        test_splits: Sequence[str] = ("test",),
     ) -> None:
         super().__init__()
-        if encoding not in ("cross", "bi", "prompt"):
-            raise ConfigError(f"encoding must be 'cross', 'bi' or 'prompt', got {encoding!r}")
+        self.data = DataConfig() if data is None else data
+        self.data.check(str(encoding))  # the rules between data settings: DataConfig's, once
         if (encoding == "prompt") != (prompt_spec is not None):
             raise ConfigError("encoding 'prompt' and prompt_spec go together")
-        if encoding == "prompt" and teacher_cache is not None:
-            raise ConfigError("a teacher cache is joined to student batches, not to prompts")
-        if group_size < 0 or batch_size < 1:
-            raise ConfigError("group_size must be >= 0 and batch_size >= 1")
-        if (include_unlabeled or with_cot or with_hidden) and teacher_cache is None:
-            raise ConfigError("include_unlabeled, with_cot and with_hidden need a teacher_cache")
-        if pool_ratio is not None and not include_unlabeled:
-            raise ConfigError("pool_ratio chooses pool pairs: it needs include_unlabeled")
-        if pool_ratio is not None and not pool_ratio >= 0:  # also refuses nan
-            raise ConfigError(f"pool_ratio must be >= 0 (or None), got {pool_ratio}")
+        d = self.data
+        if d.layout == "slots":
+            slot_widths(d.max_length, d.max_query_tokens)  # refuses an item slot < 1 now
+        if sequences is not None and encoding == "prompt":
+            raise ConfigError("user sequences feed a student; encoding is prompt")
         self.data_dir = Path(data_dir)
         self._tokenizer_arg = tokenizer
         self._tokenizer: Any = None
-        self.cache_dir = Path(cache_dir)
         self.store_dir = None if store_dir is None else Path(store_dir)
-        self.max_length = int(max_length)
-        self.max_query_tokens = int(max_query_tokens)
-        self.max_item_tokens = int(max_item_tokens)
-        self.item_fields = tuple(item_fields)
         self.encoding = encoding
         self.prompt_spec = prompt_spec
         self.truncation: Truncation = truncation
         self.token_type_ids = token_type_ids
         self.pad_to_multiple_of = pad_to_multiple_of
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.group_size = int(group_size)
-        self.queries_per_batch = int(queries_per_batch or max(1, batch_size // max(group_size, 1)))
+        self.queries_per_batch = int(
+            queries_per_batch or max(1, d.batch_size // max(d.group_size, 1))
+        )
         self.min_group_items = int(min_group_items)
-        self.length_bucketing = length_bucketing
         self.mega_batch_factor = int(mega_batch_factor)
         self.drop_last = drop_last
-        self.include_unlabeled = include_unlabeled
-        self.pool_ratio = None if pool_ratio is None else float(pool_ratio)
-        self.teacher_cache_arg = teacher_cache
-        self.with_cot = with_cot
-        self.with_hidden = with_hidden
-        if layout not in ("packed", "slots"):
-            raise ConfigError(f"layout must be 'packed' or 'slots', got {layout!r}")
-        if layout == "slots" and encoding != "cross":
-            raise ConfigError("layout 'slots' lays out cross pairs; encoding is " + str(encoding))
-        if layout == "slots":
-            slot_widths(max_length, max_query_tokens)  # refuses an item slot < 1 now
-        if professional_terms and encoding == "prompt":
-            raise ConfigError("professional_terms extend a student's vocabulary, not prompts")
-        self.layout = layout
-        self.prune_padding = prune_padding
-        self.professional_terms = professional_terms
-        self.terms_min_count = int(terms_min_count)
-        self.terms_max_terms = int(terms_max_terms)
         self.click_graph = click_graph
-        if sequences is not None and encoding == "prompt":
-            raise ConfigError("user sequences feed a student; encoding is prompt")
         self.sequences = sequences
-        self.num_workers = int(num_workers)
         self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers and d.num_workers > 0
         self.seed = int(seed)
         self.test_splits = tuple(test_splits)
         # Plain types only: the checkpoint stores these, and torch.load(weights_only=True)
@@ -229,44 +175,21 @@ class QueryItemDataModule(pl.LightningDataModule):
             {
                 "data_dir": str(data_dir),
                 "tokenizer": tokenizer if isinstance(tokenizer, str) else None,
-                "cache_dir": str(cache_dir),
-                "store_dir": None if store_dir is None else str(store_dir),
-                "max_length": self.max_length,
-                "max_query_tokens": self.max_query_tokens,
-                "max_item_tokens": self.max_item_tokens,
-                "item_fields": list(self.item_fields),
+                "data": _plain(d),
                 "encoding": encoding,
                 "prompt_spec": None if prompt_spec is None else prompt_spec.to_dict(),
+                "click_graph": None if click_graph is None else click_graph.to_dict(),
+                "sequences": None if sequences is None else sequences.to_dict(),
+                "seed": self.seed,
+                "test_splits": list(self.test_splits),
+                "store_dir": None if store_dir is None else str(store_dir),
                 "truncation": truncation,
                 "token_type_ids": token_type_ids,
                 "pad_to_multiple_of": pad_to_multiple_of,
-                "batch_size": self.batch_size,
-                "eval_batch_size": self.eval_batch_size,
-                "group_size": self.group_size,
                 "queries_per_batch": self.queries_per_batch,
                 "min_group_items": self.min_group_items,
-                "length_bucketing": length_bucketing,
                 "mega_batch_factor": self.mega_batch_factor,
                 "drop_last": drop_last,
-                "include_unlabeled": include_unlabeled,
-                "pool_ratio": self.pool_ratio,
-                "teacher_cache": None
-                if teacher_cache is None
-                else str(
-                    teacher_cache.root if isinstance(teacher_cache, TeacherCache) else teacher_cache
-                ),
-                "with_cot": with_cot,
-                "with_hidden": with_hidden,
-                "layout": layout,
-                "prune_padding": prune_padding,
-                "professional_terms": professional_terms,
-                "terms_min_count": self.terms_min_count,
-                "terms_max_terms": self.terms_max_terms,
-                "click_graph": None if click_graph is None else click_graph.to_dict(),
-                "sequences": None if sequences is None else sequences.to_dict(),
-                "num_workers": self.num_workers,
-                "seed": self.seed,
-                "test_splits": list(self.test_splits),
             },
             logger=False,  # the run's config.yaml is the record; keep these out of TensorBoard
         )
@@ -324,16 +247,15 @@ class QueryItemDataModule(pl.LightningDataModule):
         self._graph = GraphFeatures.open(self.click_graph, self._dataset, self.store, build=build)
 
     def _open_teacher(self, verify_hash: bool) -> None:
-        if self.teacher_cache_arg is None or self._teacher is not None:
+        if not self.data.teacher_cache or self._teacher is not None:
             return
-        arg = self.teacher_cache_arg
-        root = arg.root if isinstance(arg, TeacherCache) else Path(arg)
+        root = Path(self.data.teacher_cache)
         # checks the label scheme, the dataset's tables and the pair ids
         teacher = TeacherCache.load(root, self._dataset, verify_hash=verify_hash)
-        if self.with_hidden:
+        if self.data.with_hidden:
             _check_hidden(teacher)
         rows = teacher.align(np.asarray(self.store.array("pair_id")))
-        self._pool = self._pool_rows(root, rows) if self.include_unlabeled else None
+        self._pool = self._pool_rows(root, rows) if self.data.include_unlabeled else None
         self._teacher, self._teacher_rows = teacher, rows
 
     def _pool_rows(self, root: Path, teacher_rows: np.ndarray) -> np.ndarray:
@@ -341,13 +263,13 @@ class QueryItemDataModule(pl.LightningDataModule):
         s = self.store
         labelled = np.asarray(s.array("label")) >= 0
         covered = teacher_rows >= 0
-        if self.pool_ratio is None:
+        if self.data.pool_ratio is None:
             return covered & ~labelled
         train = np.asarray(s.array("split")) == SPLITS.index("train")
-        want = pool_mask(np.asarray(s.array("pair_id")), labelled, train, self.pool_ratio)
+        want = pool_mask(np.asarray(s.array("pair_id")), labelled, train, self.data.pool_ratio)
         asked, have = int(want.sum()), int((want & covered).sum())
         if have < asked:
-            r = f"{self.pool_ratio:g}"
+            r = f"{self.data.pool_ratio:g}"
             raise ConfigError(
                 f"{root}: data.pool_ratio {r} asks for {asked} pool pairs "
                 f"({r} x {int((labelled & train).sum())} labelled train pairs) but the teacher "
@@ -367,9 +289,9 @@ class QueryItemDataModule(pl.LightningDataModule):
             terms = TermList.open_or_build(
                 self.data_dir,
                 base,
-                min_count=self.terms_min_count,
-                max_terms=self.terms_max_terms,
-                cache_dir=terms_cache_dir(self.cache_dir),
+                min_count=self.data.terms.min_count,
+                max_terms=self.data.terms.max_terms,
+                cache_dir=terms_cache_dir(Path(self.data.cache_dir)),
                 build=build,
             )
             tokenizer = add_terms(base, terms.terms)
@@ -381,14 +303,14 @@ class QueryItemDataModule(pl.LightningDataModule):
         # A table edited after its manifest was written would otherwise be served from a store
         # tokenized from the original: refuse it (cheap size/mtime check, cached).
         self._dataset.verify()
-        if self._store is None and self.professional_terms:
+        if self._store is None and self.data.professional_terms:
             self._open_terms(build)
         if self._store is None and self.prompt_spec is not None:
             self._store = PromptStore.open_or_build(
                 self.data_dir,
                 self.tokenizer,
                 self.prompt_spec,
-                cache_dir=self.cache_dir,
+                cache_dir=Path(self.data.cache_dir),
                 store_dir=self.store_dir,
                 build=build,
             )
@@ -396,11 +318,11 @@ class QueryItemDataModule(pl.LightningDataModule):
             self._store = TokenizedStore.open_or_build(
                 self.data_dir,
                 self.tokenizer,
-                cache_dir=self.cache_dir,
+                cache_dir=Path(self.data.cache_dir),
                 store_dir=self.store_dir,
-                item_fields=self.item_fields,
-                max_query_tokens=self.max_query_tokens,
-                max_item_tokens=self.max_item_tokens,
+                item_fields=tuple(self.data.item_fields),
+                max_query_tokens=self.data.max_query_tokens,
+                max_item_tokens=self.data.max_item_tokens,
                 build=build,
             )
         return self._store
@@ -411,7 +333,7 @@ class QueryItemDataModule(pl.LightningDataModule):
     def tokenizer(self) -> Any:
         """The tokenizer the store is built with: with professional_terms, the base one plus
         the mined terms (building the term list if it is missing)."""
-        if self.professional_terms:
+        if self.data.professional_terms:
             self._open_terms(build=True)
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self._tokenizer_arg)
@@ -420,12 +342,12 @@ class QueryItemDataModule(pl.LightningDataModule):
     @property
     def terms(self) -> Any:
         """The professional-term list (relkd.terms.TermList), or None without professional_terms."""
-        return self._open_terms(build=True) if self.professional_terms else None
+        return self._open_terms(build=True) if self.data.professional_terms else None
 
     @property
     def term_ids(self) -> np.ndarray | None:
         """Token ids of the professional terms in ``tokenizer`` (None without them)."""
-        if self.professional_terms:
+        if self.data.professional_terms:
             self._open_terms(build=True)
         return self._term_ids
 
@@ -451,15 +373,13 @@ class QueryItemDataModule(pl.LightningDataModule):
     def teacher_hidden_dim(self) -> int:
         """H of the ``teacher_hidden`` batch key; 0 without ``with_hidden``. Read from the
         cache (opened here if prepare_data/setup has not yet), so a model can be sized first."""
-        if not self.with_hidden:
+        if not self.data.with_hidden:
             return 0
         teacher = self._teacher
         if teacher is None:
-            arg = self.teacher_cache_arg
-            assert arg is not None
-            if not isinstance(arg, TeacherCache):  # sizes only: prepare_data hashes it
-                arg = TeacherCache.load(arg, verify_hash=False)
-            teacher = arg
+            assert self.data.teacher_cache  # DataConfig's rule: with_hidden reads a cache
+            # sizes only: prepare_data hashes it
+            teacher = TeacherCache.load(Path(self.data.teacher_cache), verify_hash=False)
         return int(_check_hidden(teacher).shape[1])
 
     @property
@@ -473,16 +393,16 @@ class QueryItemDataModule(pl.LightningDataModule):
             self._collator = PairCollator(
                 self.store,
                 encoding=self.encoding,
-                max_length=self.max_length,
+                max_length=self.data.max_length,
                 truncation=self.truncation,
                 token_type_ids=self.token_type_ids,
                 pad_to_multiple_of=self.pad_to_multiple_of,
                 teacher=self._teacher,
                 teacher_rows=self._teacher_rows,
-                with_cot=self.with_cot,
-                with_hidden=self.with_hidden,
-                layout=self.layout,
-                prune_padding=self.prune_padding,
+                with_cot=self.data.with_cot,
+                with_hidden=self.data.with_hidden,
+                layout=self.data.layout,
+                prune_padding=self.data.prune_padding,
                 term_ids=self.term_ids if self.encoding == "cross" else None,
                 graph=self._graph,
                 sequences=self._sequences,
@@ -515,17 +435,19 @@ class QueryItemDataModule(pl.LightningDataModule):
         if self._lengths is None:
             q = s.query_lengths()[np.asarray(s.array("query_row"))]
             i = s.item_lengths()[np.asarray(s.array("item_row"))]
-            if self.encoding == "cross" and self.layout == "slots":
-                big_q, big_t = slot_widths(self.max_length, self.max_query_tokens)
-                if self.prune_padding:
+            if self.encoding == "cross" and self.data.layout == "slots":
+                big_q, big_t = slot_widths(self.data.max_length, self.data.max_query_tokens)
+                if self.data.prune_padding:
                     lengths = np.minimum(q, big_q) + np.minimum(i, big_t) + 3
                 else:
-                    lengths = np.full(len(q), self.max_length)
+                    lengths = np.full(len(q), self.data.max_length)
                 self._lengths = lengths.astype(np.int32)
             elif self.encoding == "cross":
-                self._lengths = np.minimum(q + i + 3, self.max_length).astype(np.int32)
+                self._lengths = np.minimum(q + i + 3, self.data.max_length).astype(np.int32)
             else:
-                self._lengths = np.minimum(np.maximum(q, i) + 2, self.max_length).astype(np.int32)
+                self._lengths = np.minimum(np.maximum(q, i) + 2, self.data.max_length).astype(
+                    np.int32
+                )
         return self._lengths
 
     def rows(self, split: str) -> np.ndarray:
@@ -558,7 +480,7 @@ class QueryItemDataModule(pl.LightningDataModule):
     def train_sampler(self, num_replicas: int | None = None, rank: int | None = None):
         """The training batch sampler (DDP rank/world default to torch.distributed's)."""
         rows = self.rows("train")
-        if self.group_size > 0:
+        if self.data.group_size > 0:
             strata = self.store.array("label")[rows].astype(np.int64)
             if self._teacher is not None and self._teacher_rows is not None:
                 # Unlabelled rows are stratified by the teacher's argmax label.
@@ -569,7 +491,7 @@ class QueryItemDataModule(pl.LightningDataModule):
             return QueryGroupedBatchSampler(
                 self.store.array("query_row")[rows],
                 strata,
-                self.group_size,
+                self.data.group_size,
                 self.queries_per_batch,
                 min_group_items=self.min_group_items,
                 drop_last=self.drop_last,
@@ -579,8 +501,8 @@ class QueryItemDataModule(pl.LightningDataModule):
             )
         return LengthBucketBatchSampler(
             self.pair_lengths()[rows],
-            self.batch_size,
-            bucketing=self.length_bucketing,
+            self.data.batch_size,
+            bucketing=self.data.length_bucketing,
             mega_batch_factor=self.mega_batch_factor,
             drop_last=self.drop_last,
             seed=self.seed,
@@ -591,7 +513,7 @@ class QueryItemDataModule(pl.LightningDataModule):
     def eval_sampler(self, split: str, num_replicas: int | None = None, rank: int | None = None):
         return SequentialBatchSampler(
             self.pair_lengths(with_response=False)[self.rows(split)],
-            self.eval_batch_size,
+            self.data.eval_batch_size,
             num_replicas=num_replicas,
             rank=rank,
         )
@@ -611,7 +533,7 @@ class QueryItemDataModule(pl.LightningDataModule):
             sampler=sampler,
             batch_size=None,
             collate_fn=self.collator if split == "train" else self.eval_collator,
-            num_workers=self.num_workers,
+            num_workers=self.data.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             generator=torch.Generator().manual_seed(self.seed),

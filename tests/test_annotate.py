@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from datamodules import QueryItemDataModule
 from relkd.cli import main
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.teacher_cache.cache_finalizer import requested_pairs
 from relkd.teacher_cache.cache_writer import Shard, listed_parts
 from relkd.teacher_cache.teacher_cache import TeacherCache
 from tests.conftest import REPO, tiny_overrides
+from tests.datamodule_factory import make_datamodule
 from tests.teacher_fixtures import run_teacher
 from tests.test_kill_resume import KILLS, kill_at, run_to_end
 
@@ -327,7 +327,7 @@ def test_student_trains_from_an_annotated_cache_with_the_pool(
     pairs = CanonicalDataset(data).table("pairs", ["pair_id", "label"])
     assert cache.rows == pairs.num_rows  # every labelled pair and the whole pool
     assert pc.sum(pc.is_null(pairs["label"])).as_py() > 0
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         data,
         str(
             json.loads((cls_run / "adapter" / "relkd_teacher.json").read_text())["base"][
@@ -392,13 +392,13 @@ def test_only_prepare_data_hashes_the_cache_under_ddp(
     monkeypatch.setattr(tc, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
     tok = json.loads((cls_run / "adapter" / "relkd_teacher.json").read_text())["base"]["tokenizer"]
     kw = dict(cache_dir=tmp_path / "tok", teacher_cache=reference, batch_size=8)
-    rank0 = QueryItemDataModule(dataset_of(cls_run), tok, **kw)
+    rank0 = make_datamodule(dataset_of(cls_run), tok, **kw)
     rank0.prepare_data()
     assert any("final" in h for h in hashed)
     hashed.clear()
     monkeypatch.setattr(qdm.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(qdm.dist, "get_world_size", lambda: 2)
-    rank1 = QueryItemDataModule(dataset_of(cls_run), tok, **kw)
+    rank1 = make_datamodule(dataset_of(cls_run), tok, **kw)
     rank1.setup()
     assert hashed == [] and rank1.teacher is not None and rank1.teacher.rows > 0
 

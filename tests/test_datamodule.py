@@ -20,6 +20,7 @@ from datamodules import (
 )
 from datamodules import tokenized_store as ts
 from relkd.errors import DataError, StaleArtifactError
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,7 +46,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def make_dm(data_dir, tokenizer, cache_dir, **kw) -> QueryItemDataModule:
-    dm = QueryItemDataModule(data_dir, tokenizer, cache_dir=cache_dir, **kw)
+    dm = make_datamodule(data_dir, tokenizer, cache_dir=cache_dir, **kw)
     dm.prepare_data()
     dm.setup()
     return dm
@@ -344,7 +345,7 @@ def test_stale_store_refused(tmp_path, tokenizer):
     assert str(store_dir) in str(exc.value) and "Delete" in str(exc.value)
     make_dataset(root, n_queries=6, seed=2, overwrite=True)  # the dataset changes under the store
     with pytest.raises(StaleArtifactError, match="dataset table items sha256"):
-        QueryItemDataModule(root, tokenizer, store_dir=store_dir).prepare_data()
+        make_datamodule(root, tokenizer, store_dir=store_dir).prepare_data()
 
 
 @pytest.mark.parametrize(
@@ -369,7 +370,7 @@ def test_nothing_written_beside_dataset(tmp_path, tokenizer, monkeypatch):
     make_dataset(root, n_queries=6)
     before = sorted(p.name for p in (tmp_path / "data").iterdir())
     monkeypatch.chdir(tmp_path)
-    dm = QueryItemDataModule(root, tokenizer)
+    dm = make_datamodule(root, tokenizer)
     dm.prepare_data()
     dm.setup()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
@@ -415,7 +416,7 @@ def test_lightning_trainer_calls_set_epoch(data_dir, tokenizer, cache_dir):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = QueryItemDataModule(data_dir, tokenizer, cache_dir=cache_dir, batch_size=8)
+    dm = make_datamodule(data_dir, tokenizer, cache_dir=cache_dir, batch_size=8)
     model = Probe()
     trainer = pl.Trainer(
         max_epochs=2,

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules import QueryItemDataModule
 from relkd.artifacts import FingerprintedArtifact
 from relkd.artifacts import atomic_files as af
 from relkd.baselines.bm25_baseline import run_bm25_baseline
@@ -23,6 +22,7 @@ from relkd.data.manifest import MANIFEST_NAME, Manifest
 from relkd.errors import DataError, StaleArtifactError
 from relkd.train import run_training
 from tests.conftest import QUICKSTART, tiny_overrides
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
 
@@ -121,11 +121,11 @@ def test_datamodule_refuses_edited_table_even_with_a_store_built(
     """The original hole: the tokenized store is keyed by the manifest's hashes, so an edited
     table would silently be served from the store tokenized from the original."""
     cache = tmp_path / "cache"
-    dm = QueryItemDataModule(ds, tokenizer, cache_dir=cache, batch_size=4)
+    dm = make_datamodule(ds, tokenizer, cache_dir=cache, batch_size=4)
     dm.setup()
     assert list(cache.iterdir())  # a store for the original tables exists
     edit_pairs_in_place(ds)
-    dm = QueryItemDataModule(ds, tokenizer, cache_dir=cache, batch_size=4)
+    dm = make_datamodule(ds, tokenizer, cache_dir=cache, batch_size=4)
     with pytest.raises(StaleArtifactError, match=r"pairs\.parquet"):
         dm.setup()
 

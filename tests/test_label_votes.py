@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from datamodules import QueryItemDataModule
 from datamodules.prompt_store import PromptSpec
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import ESCI
 from relkd.data.label_votes import votes_to_distribution
 from relkd.data.validator import validate_dataset
 from relkd.errors import DataError
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
 
@@ -73,7 +73,7 @@ def test_batches_carry_the_vote_distribution(tmp_path: Path, encoding: str) -> N
         if encoding == "prompt"
         else None
     )
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         root,
         minilm_path(),
         cache_dir=tmp_path / "cache",

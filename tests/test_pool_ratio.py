@@ -21,6 +21,7 @@ from relkd.teacher_cache import TeacherCache
 from relkd.teacher_cache.annotation import Annotation
 from relkd.teacher_cache.cache_finalizer import finalize_cache, requested_pairs
 from relkd.teacher_cache.cache_writer import Shard, TeacherCacheWriter
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
 from tests.v1_teacher_cache import write_v1_cache
 
@@ -88,7 +89,7 @@ def test_datamodule_pool_ratio_draws_nested_subsets_of_exact_size(dataset, token
     cache = write_cache(tmp_path / "all", dataset, pid)  # covers every pair
     pools = []
     for ratio in (0, 1, 1.5, 2):
-        dm = QueryItemDataModule(
+        dm = make_datamodule(
             dataset.root,
             tokenizer,
             cache_dir=tmp_path / "tok",
@@ -104,7 +105,7 @@ def test_datamodule_pool_ratio_draws_nested_subsets_of_exact_size(dataset, token
         assert pool == set(pid[pool_mask(pid, labelled, train, ratio)].tolist())
         pools.append(pool)
     assert pools[0] == set() and pools[1] < pools[2] < pools[3]
-    everything = QueryItemDataModule(
+    everything = make_datamodule(
         dataset.root, tokenizer, cache_dir=tmp_path / "tok", teacher_cache=cache.root
     )
     everything.setup()
@@ -116,9 +117,9 @@ def test_cache_covering_too_few_pool_pairs_is_a_one_line_error(dataset, tokenize
     one_x = pool_mask(pid, labelled, train, 1.0)
     cache = write_cache(tmp_path / "one_x", dataset, pid[labelled | one_x])
     kw = dict(cache_dir=tmp_path / "tok", teacher_cache=cache.root, include_unlabeled=True)
-    ok = QueryItemDataModule(dataset.root, tokenizer, pool_ratio=1, **kw)
+    ok = make_datamodule(dataset.root, tokenizer, pool_ratio=1, **kw)
     ok.setup()  # the 1x cache serves ratio 1
-    dm = QueryItemDataModule(dataset.root, tokenizer, pool_ratio=2, **kw)
+    dm = make_datamodule(dataset.root, tokenizer, pool_ratio=2, **kw)
     with pytest.raises(ConfigError) as err:
         dm.setup()
     msg = str(err.value)
@@ -130,7 +131,7 @@ def test_cache_covering_too_few_pool_pairs_is_a_one_line_error(dataset, tokenize
 def test_grouped_batches_with_a_pool_ratio(dataset, tokenizer, tmp_path):
     pid, labelled, train = pair_arrays(dataset)
     cache = write_cache(tmp_path / "all", dataset, pid)
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         dataset.root,
         tokenizer,
         cache_dir=tmp_path / "tok",
@@ -138,7 +139,7 @@ def test_grouped_batches_with_a_pool_ratio(dataset, tokenizer, tmp_path):
         include_unlabeled=True,
         pool_ratio=1,
         group_size=3,
-        queries_per_batch=2,
+        batch_size=6,  # 2 queries of 3
     )
     dm.setup()
     seen = []
@@ -155,9 +156,9 @@ def test_grouped_batches_with_a_pool_ratio(dataset, tokenizer, tmp_path):
 def test_pool_ratio_is_checked_by_the_datamodule(dataset, tokenizer, tmp_path):
     cache, *_ = write_teacher(tmp_path / "c", dataset)
     with pytest.raises(ConfigError, match="include_unlabeled"):
-        QueryItemDataModule(dataset.root, tokenizer, teacher_cache=cache.root, pool_ratio=1)
+        make_datamodule(dataset.root, tokenizer, teacher_cache=cache.root, pool_ratio=1)
     with pytest.raises(ConfigError, match=">= 0"):
-        QueryItemDataModule(
+        make_datamodule(
             dataset.root, tokenizer, teacher_cache=cache.root, include_unlabeled=True, pool_ratio=-1
         )
 
@@ -231,7 +232,7 @@ def write_v2_cache(root: Path, dataset: CanonicalDataset, hidden_dim: int = 6):
 def test_batches_carry_teacher_hidden_states(dataset, tokenizer, tmp_path):
     cache, pid, hidden = write_v2_cache(tmp_path / "v2", dataset, hidden_dim=6)
     assert cache.has_hidden
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         dataset.root,
         tokenizer,
         cache_dir=tmp_path / "tok",
@@ -258,7 +259,7 @@ def test_batches_carry_teacher_hidden_states(dataset, tokenizer, tmp_path):
                     missing += 1
                     assert not h[j].any()
     assert covered == len(pid) and missing  # val pairs are not in the cache: zeros
-    plain = QueryItemDataModule(
+    plain = make_datamodule(
         dataset.root, tokenizer, cache_dir=tmp_path / "tok", teacher_cache=cache.root
     )
     plain.setup()
@@ -268,7 +269,7 @@ def test_batches_carry_teacher_hidden_states(dataset, tokenizer, tmp_path):
 
 def test_with_hidden_needs_a_cache_with_hidden_states(dataset, tokenizer, tmp_path):
     cache, *_ = write_teacher(tmp_path / "v1", dataset)  # no hidden states
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         dataset.root,
         tokenizer,
         cache_dir=tmp_path / "tok",

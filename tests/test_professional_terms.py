@@ -18,6 +18,7 @@ from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.errors import StaleArtifactError
 from relkd.terms import TermList, add_terms, extend_embeddings, mine_terms, term_token_ids
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import minilm_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,7 +127,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 def make_dm(data_dir, tokenizer, cache_dir, **kw) -> QueryItemDataModule:
     kw = {"professional_terms": True, "terms_min_count": 3, "batch_size": 8, **kw}
-    dm = QueryItemDataModule(data_dir, tokenizer, cache_dir=cache_dir, **kw)
+    dm = make_datamodule(data_dir, tokenizer, cache_dir=cache_dir, **kw)
     dm.prepare_data()
     dm.setup()
     return dm
@@ -232,7 +233,7 @@ def test_store_is_keyed_by_the_extended_vocabulary(data_dir, tokenizer, cache_di
     store_dir = tmp_path / "store"
     TokenizedStore.open_or_build(data_dir, tokenizer, store_dir=store_dir)
     with pytest.raises(StaleArtifactError, match="vocab_sha256"):
-        QueryItemDataModule(
+        make_datamodule(
             data_dir, tokenizer, cache_dir=cache_dir, store_dir=store_dir, professional_terms=True
         ).prepare_data()
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import QueryItemDataModule
 from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptSpec, PromptStore
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -17,6 +16,7 @@ from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
 from relkd.prompts import COT_SLOTS
 from relkd.prompts.cot_template import ASPECT_WORDS
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
 WORDS = {
@@ -216,7 +216,7 @@ def test_classifier_training_batches_skip_the_verdict_token(data_dir, tokenizer,
 
 
 def test_datamodule_prompt_mode(data_dir, tokenizer, tmp_path) -> None:
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         data_dir,
         tokenizer,
         cache_dir=tmp_path,

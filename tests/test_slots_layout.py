@@ -14,6 +14,7 @@ from transformers import BertConfig, BertModel
 from datamodules import PairCollator, QueryItemDataModule
 from relkd.errors import ConfigError
 from relkd.nets.cross_encoder import CrossEncoder
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,7 +44,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 def make_dm(data_dir, tokenizer, cache_dir, **kw) -> QueryItemDataModule:
     kw = {"max_length": MAX_LENGTH, "max_query_tokens": MAX_QUERY, "layout": "slots", **kw}
-    dm = QueryItemDataModule(data_dir, tokenizer, cache_dir=cache_dir, batch_size=8, **kw)
+    dm = make_datamodule(data_dir, tokenizer, cache_dir=cache_dir, batch_size=8, **kw)
     dm.prepare_data()
     dm.setup()
     return dm
@@ -213,8 +214,8 @@ def test_pair_lengths_follow_the_slot_layout(data_dir, tokenizer, cache_dir, sto
 
 def test_an_item_slot_under_one_token_is_refused(data_dir, tokenizer, cache_dir, store):
     with pytest.raises(ConfigError, match="item slot of 0 tokens"):
-        QueryItemDataModule(data_dir, tokenizer, layout="slots", max_length=9, max_query_tokens=6)
+        make_datamodule(data_dir, tokenizer, layout="slots", max_length=9, max_query_tokens=6)
     with pytest.raises(ConfigError, match="item slot of -1 tokens"):
         PairCollator(store, layout="slots", max_length=8)
     with pytest.raises(ConfigError, match="slots"):
-        QueryItemDataModule(data_dir, tokenizer, layout="slots", encoding="bi")
+        make_datamodule(data_dir, tokenizer, layout="slots", encoding="bi")

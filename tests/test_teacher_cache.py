@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.label_scheme import get_label_scheme
 from relkd.data.manifest import sha256_file
@@ -20,6 +19,7 @@ from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import DataError, StaleArtifactError
 from relkd.teacher_cache import TeacherCache
 from relkd.teacher_cache.teacher_cache import MANIFEST, TEACHER_FILE
+from tests.datamodule_factory import make_datamodule
 from tests.datamodule_fixtures import make_dataset, minilm_path, write_teacher
 from tests.v1_teacher_cache import write_v1_cache
 
@@ -79,7 +79,7 @@ def test_align_by_pair_id_with_shuffled_rows_and_missing_pairs(teacher):
 def test_batches_carry_teacher_fields_joined_by_pair_id(dataset, teacher, tokenizer, tmp_path):
     cache, pid, logits, aspects = teacher
     by_pid = {int(p): i for i, p in enumerate(pid)}
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         dataset.root,
         tokenizer,
         cache_dir=tmp_path,
@@ -118,13 +118,13 @@ def test_batches_carry_teacher_fields_joined_by_pair_id(dataset, teacher, tokeni
 def test_cot_only_when_requested_and_unlabelled_pool(dataset, teacher, tokenizer, tmp_path):
     cache = teacher[0]
     kw = dict(cache_dir=tmp_path, teacher_cache=cache, batch_size=16)
-    plain = QueryItemDataModule(dataset.root, tokenizer, **kw)
+    plain = make_datamodule(dataset.root, tokenizer, **kw)
     plain.setup()
     batch = next(iter(plain.train_dataloader()))
     assert "teacher_cot" not in batch and "teacher_logits" in batch
     assert (batch["labels"] >= 0).all()
 
-    pooled = QueryItemDataModule(dataset.root, tokenizer, include_unlabeled=True, **kw)
+    pooled = make_datamodule(dataset.root, tokenizer, include_unlabeled=True, **kw)
     pooled.setup()
     labels = np.concatenate([b["labels"].numpy() for b in pooled.train_dataloader()])
     masks = np.concatenate([b["teacher_mask"].numpy() for b in pooled.train_dataloader()])
@@ -135,14 +135,14 @@ def test_cot_only_when_requested_and_unlabelled_pool(dataset, teacher, tokenizer
 
 def test_grouped_mode_with_teacher_strata(dataset, teacher, tokenizer, tmp_path):
     cache = teacher[0]
-    dm = QueryItemDataModule(
+    dm = make_datamodule(
         dataset.root,
         tokenizer,
         cache_dir=tmp_path,
         teacher_cache=cache,
         include_unlabeled=True,
         group_size=3,
-        queries_per_batch=2,
+        batch_size=6,  # 2 queries of 3
     )
     dm.setup()
     for batch in dm.train_dataloader():

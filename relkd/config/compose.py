@@ -18,14 +18,11 @@ from omegaconf.nodes import StringNode
 
 from relkd.config.experiment_config import (
     AGGREGATIONS,
-    DATASET_KINDS,
     FINETUNE,
-    LAYOUTS,
     METAPATHS,
     PRECISIONS,
     SEMINAR_ATTENTION,
     SEMINAR_TEXT,
-    SEQUENCE_EXAMPLES,
     SIMILARITIES,
     STRATEGIES,
     TASKS,
@@ -33,6 +30,7 @@ from relkd.config.experiment_config import (
     ExperimentConfig,
 )
 from relkd.config.yaml_file import read_yaml
+from relkd.data.data_config import data_problems
 from relkd.data.schema import EVAL_QUERY_POLICIES
 from relkd.errors import ConfigError
 from relkd.experiment_files import bundled_experiment, bundled_experiments, find_experiment
@@ -175,7 +173,8 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     from relkd.losses.registry import LOSS_TERMS, effective_weights, kd_ratio_problem
     from relkd.nets.student_registry import STUDENT_SPECS
 
-    t, d, m = cfg.trainer, cfg.data, cfg.model
+    t, m = cfg.trainer, cfg.model
+    _validate_data(cfg, layers)
     _check(
         t.strategy in STRATEGIES, layers, "trainer.strategy", f"{t.strategy!r} not in {STRATEGIES}"
     )
@@ -185,42 +184,6 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
         "trainer.precision",
         f"{t.precision!r} not in {PRECISIONS}",
     )
-    _check(d.kind in DATASET_KINDS, layers, "data.kind", f"{d.kind!r} not in {DATASET_KINDS}")
-    _check(d.kind != "path" or bool(d.path), layers, "data.path", "required when data.kind is path")
-    _check(
-        d.kind == "path" or not d.path,
-        layers,
-        "data.path",
-        f"is set but data.kind is {d.kind!r}, which ignores it: add data.kind=path to use that "
-        "dataset (or drop data.path)",
-    )
-    _check(d.synthetic.pairs > 0, layers, "data.synthetic.pairs", "must be > 0")
-    for key in ("val_pairs", "test_pairs"):
-        _check(d.synthetic[key] >= 0, layers, f"data.synthetic.{key}", "must be >= 0")
-    _check(d.batch_size > 0, layers, "data.batch_size", "must be > 0")
-    _check(d.eval_batch_size > 0, layers, "data.eval_batch_size", "must be > 0")
-    _check(d.group_size == 0 or d.group_size >= 2, layers, "data.group_size", "must be 0 or >= 2")
-    _check(
-        d.group_size == 0 or d.batch_size % d.group_size == 0,
-        layers,
-        "data.batch_size",
-        f"must be a multiple of data.group_size ({d.group_size}) in grouped mode",
-    )
-    _check(d.max_length >= 8, layers, "data.max_length", "must be >= 8")
-    _check(
-        d.pool_ratio is None or d.include_unlabeled,
-        layers,
-        "data.pool_ratio",
-        "chooses pool pairs: set data.include_unlabeled true (or pool_ratio null)",
-    )
-    _check(d.pool_ratio is None or d.pool_ratio >= 0, layers, "data.pool_ratio", "must be >= 0")
-    for key in ("include_unlabeled", "with_cot", "with_hidden"):
-        _check(
-            not d[key] or bool(d.teacher_cache),
-            layers,
-            f"data.{key}",
-            "reads a teacher cache: set data.teacher_cache",
-        )
     _check(
         m.student in STUDENT_SPECS,
         layers,
@@ -284,10 +247,25 @@ def validate(cfg: DictConfig, layers: Sequence[Layer] = ()) -> None:
     _check(not bad_splits, layers, "eval.splits", f"unknown split(s) {bad_splits}")
 
 
+def _validate_data(cfg: DictConfig, layers: Sequence[Layer]) -> None:
+    """The rules between data settings (DataConfig's own), for the batches this run builds: a
+    teacher's prompts, or its student's encoding; each blamed on the layer that set the key."""
+    from relkd.nets.student_registry import STUDENT_SPECS
+
+    if cfg.task == "teacher":
+        encoding = "prompt"
+    elif cfg.model.student in STUDENT_SPECS:
+        encoding = STUDENT_SPECS[cfg.model.student].encoding
+    else:
+        return  # validate() reports the unknown model.student
+    for key, message in data_problems(cfg.data, encoding):
+        _check(False, layers, f"data.{key}", message)
+
+
 def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """Numeric settings that torch or Lightning would otherwise reject deep inside training
     (an OverflowError from ``max_epochs=-1``, a negative learning rate in the scheduler)."""
-    t, o, d = cfg.trainer, cfg.optim, cfg.data
+    t, o = cfg.trainer, cfg.optim
     _check(
         t.max_epochs >= 1 or t.max_steps > 0,
         layers,
@@ -305,46 +283,18 @@ def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     _check(o.head_lr is None or o.head_lr > 0, layers, "optim.head_lr", "must be > 0 or null")
     _check(o.weight_decay >= 0, layers, "optim.weight_decay", "must be >= 0")
     _check(0.0 <= o.warmup_ratio <= 1.0, layers, "optim.warmup_ratio", "must be in [0, 1]")
-    _check(d.num_workers >= 0, layers, "data.num_workers", "must be >= 0")
-    for key in ("max_query_tokens", "max_item_tokens"):
-        _check(d[key] >= 1, layers, f"data.{key}", "must be >= 1")
     _check(cfg.early_stopping.patience >= 0, layers, "early_stopping.patience", "must be >= 0")
     every = cfg.checkpoint.every_n_train_steps
     _check(every is None or every >= 1, layers, "checkpoint.every_n_train_steps", ">= 1 or null")
 
 
 def _validate_graph_and_robust(cfg: DictConfig, layers: Sequence[Layer]) -> None:
-    """The click graph and BERM, the slot layout, professional terms, adversarial training."""
+    """BERM's metapaths and adversarial training (the data settings: _validate_data)."""
     from relkd.losses.registry import ADVERSARIAL_TERMS, effective_weights
     from relkd.nets.student_registry import student_spec
 
-    d, m, g = cfg.data, cfg.model, cfg.data.click_graph
+    m = cfg.model
     student = student_spec(m.student)
-    cross = student.encoding == "cross"
-    _check(d.layout in LAYOUTS, layers, "data.layout", f"{d.layout!r} not in {LAYOUTS}")
-    _check(
-        d.layout == "packed" or cross,
-        layers,
-        "data.layout",
-        f"slots lays out a cross pair; model.student {m.student} encodes query and item apart",
-    )
-    _check(
-        not d.professional_terms or cross,
-        layers,
-        "data.professional_terms",
-        f"term_type_ids feed a cross student; model.student is {m.student}",
-    )
-    _check(d.terms.min_count >= 1, layers, "data.terms.min_count", "must be >= 1")
-    _check(d.terms.max_terms >= 1, layers, "data.terms.max_terms", "must be >= 1")
-    _check(g.top_k >= 1, layers, "data.click_graph.top_k", "must be >= 1")
-    _check(g.min_clicks >= 1, layers, "data.click_graph.min_clicks", "must be >= 1")
-    _check(g.neighbor_tokens >= 1, layers, "data.click_graph.neighbor_tokens", "must be >= 1")
-    _check(
-        g.eval_queries in EVAL_QUERY_POLICIES,
-        layers,
-        "data.click_graph.eval_queries",
-        f"{g.eval_queries!r} not in {EVAL_QUERY_POLICIES}",
-    )
     paths = list(m.berm.metapaths)
     unknown = sorted(set(paths) - set(METAPATHS))
     _check(not unknown, layers, "model.berm.metapaths", f"unknown {unknown}; known {METAPATHS}")
@@ -375,15 +325,6 @@ def _validate_seminar(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     from relkd.nets.student_registry import student_spec
 
     q, s, m = cfg.data.sequences, cfg.model.seminar, cfg.model
-    for key in ("max_length", "query_tokens", "item_tokens"):
-        _check(q[key] >= 1, layers, f"data.sequences.{key}", "must be >= 1")
-    _check(q.negatives >= 0, layers, "data.sequences.negatives", "must be >= 0")
-    _check(
-        q.train_on in SEQUENCE_EXAMPLES,
-        layers,
-        "data.sequences.train_on",
-        f"{q.train_on!r} not in {SEQUENCE_EXAMPLES}",
-    )
     seminar = student_spec(m.student).reads_sequences  # the behaviour-sequence student
     _check(
         q.train_on == "pairs" or seminar,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from relkd.data.schema import ITEM_TEXT_FIELDS
+from relkd.data.data_config import DataConfig
 from relkd.prompts.item_renderer import TEACHER_ITEM_FIELDS
 
 STRATEGIES = (
@@ -22,91 +22,14 @@ STRATEGIES = (
     "single_device",
 )
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
-DATASET_KINDS = ("synthetic", "path")
 TASKS = ("student", "teacher")  # `relkd train` runs students, `relkd teacher train` teachers
 TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
 AGGREGATIONS = ("verdict", "mean", "fitted")
 SIMILARITIES = ("cosine", "dot")
-LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
 METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads
-SEQUENCE_EXAMPLES = ("pairs", "events")  # seminar training rows: the split's pairs, or log events
 SEMINAR_ATTENTION = ("exact", "pq")  # GSU scores: exact inner products or PQ lookups
 SEMINAR_TEXT = ("encoder", "learned")  # token table: the encoder's (frozen, projected) or learned
-
-
-@dataclass
-class SyntheticDataConfig:
-    """Parameters of the embedded synthetic catalogue; the dataset is cached by these."""
-
-    pairs: int = 20_000
-    seed: int = 0
-    scheme: str = "esci"
-    noise: float = 0.05
-    unlabeled_ratio: float = 5.0
-    # base.yaml sets 4,000 / 10,000; 0 here so that a run saved before these keys existed (its
-    # config.yaml lacks them) reopens on the dataset it trained on, not a larger one.
-    val_pairs: int = 0
-    test_pairs: int = 0
-
-
-@dataclass
-class TermSettings:
-    """Professional terms mined from the catalogue (data.professional_terms)."""
-
-    min_count: int = 3  # a term must name at least this many items
-    max_terms: int = 2000  # the most frequent terms kept
-
-
-@dataclass
-class ClickGraphSettings:
-    """The query-item click graph: metapath neighbours (BERM) and clicked/cold eval slices."""
-
-    top_k: int = 8  # neighbours kept per node and metapath, by weight
-    min_clicks: int = 1  # a (query, item) edge needs this many clicks
-    eval_queries: str = "logs"  # logs | hidden (drop val/test queries' clicks: the leak test)
-    neighbor_tokens: int = 16  # tokens of each neighbour's text in a batch
-    slices: bool = True  # report metrics on clicked and cold pairs (datasets with behaviour)
-
-
-@dataclass
-class SequenceSettings:
-    """Each pair's user history from the behaviour table (model.student seminar)."""
-
-    max_length: int = 64  # most recent clicked query-item pairs kept, all before the context time
-    query_tokens: int = 8  # tokens of each history (and target) query
-    item_tokens: int = 16  # tokens of each history (and target) item text
-    negatives: int = 8  # random catalogue items per row (next_pair's sampled negatives)
-    train_on: str = "pairs"  # pairs (the train split's pairs) | events (its log impressions)
-
-
-@dataclass
-class DataConfig:
-    kind: str = "synthetic"  # synthetic | path
-    path: str | None = None  # dataset folder when kind == path
-    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
-    dataset_root: str = "data_cache/datasets"  # where synthetic datasets are built and reused
-    cache_dir: str = "data_cache/tokenized"  # tokenized stores
-    max_length: int = 128
-    max_query_tokens: int = 32
-    max_item_tokens: int = 96
-    item_fields: list[str] = field(default_factory=lambda: list(ITEM_TEXT_FIELDS))
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    group_size: int = 0  # k items per query in a batch; 0 = plain batches
-    length_bucketing: bool = True
-    include_unlabeled: bool = False
-    pool_ratio: float | None = None  # pool pairs as a multiple of labelled train pairs; None = all
-    teacher_cache: str | None = None
-    with_cot: bool = False
-    with_hidden: bool = False  # teacher_hidden in batches (cache annotated with --hidden)
-    num_workers: int = 0
-    layout: str = "packed"  # cross batches: packed | slots (query and item in fixed slots)
-    prune_padding: bool = True  # slots: drop the columns that are padding in every row
-    professional_terms: bool = False  # mined catalogue terms added whole; term_type_ids
-    terms: TermSettings = field(default_factory=TermSettings)
-    click_graph: ClickGraphSettings = field(default_factory=ClickGraphSettings)
-    sequences: SequenceSettings = field(default_factory=SequenceSettings)
 
 
 @dataclass

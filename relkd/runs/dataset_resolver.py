@@ -8,11 +8,15 @@ A folder whose manifest disagrees with the requested parameters is refused, not 
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from relkd.artifacts.identity import json_digest, short_id
 from relkd.data.canonical_dataset import CanonicalDataset
+from relkd.data.data_config import DataConfig, SyntheticDataConfig
 from relkd.errors import ConfigError, DataError, StaleArtifactError
 
 log = logging.getLogger(__name__)
@@ -22,15 +26,16 @@ def synthetic_key(params: dict[str, Any]) -> str:
     return short_id(json_digest(params), 10)
 
 
-def resolve_dataset(data_cfg: Any, build: bool = True) -> Path:
-    """The dataset folder for ``data``; builds a missing synthetic dataset when ``build``."""
+def resolve_dataset(data_cfg: DataConfig | DictConfig, build: bool = True) -> Path:
+    """The dataset folder for ``data`` (a DataConfig, or the composed config's node of its
+    schema); builds a missing synthetic dataset when ``build``."""
     if data_cfg.kind == "path":
         root = Path(data_cfg.path)
         CanonicalDataset(root)  # raises DataError naming the folder if it is not a dataset
         return root
     from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
 
-    params = {k: data_cfg.synthetic[k] for k in data_cfg.synthetic}
+    params = {f.name: getattr(data_cfg.synthetic, f.name) for f in fields(SyntheticDataConfig)}
     root = Path(data_cfg.dataset_root) / f"synthetic-{synthetic_key(params)}"
     if (root / "manifest.json").is_file():
         stored = CanonicalDataset(root).manifest.source.get("params", {})

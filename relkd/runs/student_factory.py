@@ -11,6 +11,7 @@ from datamodules import QueryItemDataModule
 from datamodules.graph_features import ClickGraphSpec
 from datamodules.sequence_features import SequenceSpec
 from lightning_modules.student_module import StudentModule
+from relkd.data.data_config import DataConfig
 from relkd.losses.registry import build_loss
 from relkd.nets.encoder_presets import EncoderSpec, resolve_encoder
 from relkd.nets.student_registry import student_spec
@@ -57,33 +58,14 @@ def sequence_spec(cfg: Any) -> SequenceSpec | None:
 
 
 def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
-    d = cfg.data
+    """The student's DataModule: the run's data settings, batched the way its student reads."""
     return QueryItemDataModule(
-        data_dir=data_dir,
-        tokenizer=spec.tokenizer,
-        cache_dir=d.cache_dir,
-        max_length=d.max_length,
-        max_query_tokens=d.max_query_tokens,
-        max_item_tokens=d.max_item_tokens,
-        item_fields=tuple(d.item_fields),
+        data_dir,
+        spec.tokenizer,
+        DataConfig.of(cfg.data),
         encoding=student_spec(cfg.model.student).encoding,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
-        group_size=d.group_size,
-        length_bucketing=d.length_bucketing,
-        include_unlabeled=d.include_unlabeled,
-        pool_ratio=d.pool_ratio,
-        teacher_cache=d.teacher_cache,
-        with_cot=d.with_cot,
-        with_hidden=d.with_hidden,
-        layout=d.layout,
-        prune_padding=d.prune_padding,
-        professional_terms=d.professional_terms,
-        terms_min_count=d.terms.min_count,
-        terms_max_terms=d.terms.max_terms,
         click_graph=click_graph_spec(cfg),
         sequences=sequence_spec(cfg),
-        num_workers=d.num_workers,
         seed=cfg.seed,
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 from datamodules import QueryItemDataModule
 from datamodules.prompt_store import PromptSpec, special_ids
 from lightning_modules.teacher_sft_module import TeacherSFTModule
+from relkd.data.data_config import DataConfig
 from relkd.data.label_scheme import LabelScheme
 from relkd.errors import ConfigError
 from relkd.losses.registry import build_loss
@@ -53,17 +54,12 @@ def prompt_spec(cfg: Any, scheme: LabelScheme) -> PromptSpec:
 def build_teacher_datamodule(
     cfg: Any, data_dir: Path, spec: CausalLMSpec, pspec: PromptSpec
 ) -> QueryItemDataModule:
-    d = cfg.data
     return QueryItemDataModule(
-        data_dir=data_dir,
-        tokenizer=spec.tokenizer,
-        cache_dir=d.cache_dir,
+        data_dir,
+        spec.tokenizer,
+        DataConfig.of(cfg.data),
         encoding="prompt",
         prompt_spec=pspec,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
-        length_bucketing=d.length_bucketing,
-        num_workers=d.num_workers,
         seed=cfg.seed,
     )
 
