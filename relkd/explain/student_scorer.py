@@ -70,8 +70,8 @@ class StudentScorer:
         """The student's view of each store row of ``dm`` (in batches of its eval size)."""
         out: list[ScoredRow] = []
         rows = np.asarray(rows, dtype=np.int64)
-        for start in range(0, len(rows), dm.eval_batch_size):
-            out.extend(self._batch(dm, rows[start : start + dm.eval_batch_size]))
+        for start in range(0, len(rows), dm.data.eval_batch_size):
+            out.extend(self._batch(dm, rows[start : start + dm.data.eval_batch_size]))
         return out
 
     def _batch(self, dm: QueryItemDataModule, rows: np.ndarray) -> list[ScoredRow]:
