@@ -101,7 +101,8 @@ def test_of_gives_the_composed_values_typed(tmp_path: Path) -> None:
     assert OmegaConf.to_container(OmegaConf.structured(data)) == OmegaConf.to_container(cfg.data)
     assert (data.batch_size, data.terms.max_terms) == (16, 50)
     assert DataConfig.of(data) is data
-    assert DataConfig.of({"batch_size": 8}) == DataConfig(batch_size=8)
+    with pytest.raises(TypeError, match="not DataConfig"):
+        DataConfig.of(OmegaConf.create({"batch_size": 8}))  # not a node of the schema
 
 
 def test_the_factories_hand_the_datamodule_the_whole_data_section(tmp_path: Path) -> None:

@@ -128,15 +128,12 @@ class DataConfig:
     sequences: SequenceSettings = field(default_factory=SequenceSettings)
 
     @classmethod
-    def of(cls, node: Any) -> DataConfig:
-        """A composed config's ``data`` section (an OmegaConf node of this schema, or a plain
-        mapping) as the typed DataConfig it was validated as."""
-        if isinstance(node, DataConfig):
-            return node
-        data = OmegaConf.to_object(node) if isinstance(node, DictConfig) else None
-        if not isinstance(data, DataConfig):
-            data = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
-        assert isinstance(data, DataConfig), type(data)
+    def of(cls, node: DataConfig | DictConfig) -> DataConfig:
+        """A composed config's ``data`` section (an OmegaConf node of this schema) as the typed
+        DataConfig it was validated as."""
+        data = node if isinstance(node, DataConfig) else OmegaConf.to_object(node)
+        if not isinstance(data, cls):
+            raise TypeError(f"data section of type {type(data).__name__}, not {cls.__name__}")
         return data
 
     def problems(self, encoding: str) -> list[tuple[str, str]]:
