@@ -20,7 +20,11 @@ from relkd.errors import ConfigError
 DATASET_KINDS = ("synthetic", "path")
 LAYOUTS = ("packed", "slots")  # cross batches: query and item packed, or in fixed slots
 SEQUENCE_EXAMPLES = ("pairs", "events")  # seminar training rows: the split's pairs, or log events
-ENCODINGS = ("cross", "bi", "prompt")  # how the DataModule batches a pair
+BATCH_ENCODINGS = (
+    "cross",
+    "bi",
+    "prompt",
+)  # how the DataModule batches a pair (students: cross, bi)
 
 
 @dataclass
@@ -158,7 +162,7 @@ def data_problems(d: Any, encoding: str) -> list[tuple[str, str]]:
         if not ok:
             found.append((key, message))
 
-    need(encoding in ENCODINGS, "encoding", f"{encoding!r} not in {ENCODINGS}")
+    need(encoding in BATCH_ENCODINGS, "encoding", f"{encoding!r} not in {BATCH_ENCODINGS}")
     need(d.kind in DATASET_KINDS, "kind", f"{d.kind!r} not in {DATASET_KINDS}")
     need(d.kind != "path" or bool(d.path), "path", "required when data.kind is path")
     need(
@@ -236,8 +240,8 @@ def data_problems(d: Any, encoding: str) -> list[tuple[str, str]]:
 
 
 __all__ = [
+    "BATCH_ENCODINGS",
     "DATASET_KINDS",
-    "ENCODINGS",
     "LAYOUTS",
     "SEQUENCE_EXAMPLES",
     "ClickGraphSettings",

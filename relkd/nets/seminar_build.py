@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from relkd.artifacts.checkpoint_file import checkpoint_state, net_weights
 from relkd.behavior.sequence_artifact import SequenceArtifact
@@ -19,12 +19,12 @@ from relkd.nets.seminar import Seminar
 from relkd.nets.student_spec import StudentParts, StudentSpec
 
 
-def sequences_cache_dir(cfg: Any) -> str:
+def sequences_cache_dir(cfg: DictConfig) -> str:
     """Where user-sequence artifacts live: beside the tokenized stores."""
     return str(Path(cfg.data.cache_dir).parent / "sequences")
 
 
-def build_seminar(cfg: Any, spec: EncoderSpec, data_dir: Path) -> Seminar:
+def build_seminar(cfg: DictConfig, spec: EncoderSpec, data_dir: Path) -> Seminar:
     """The net on ``data_dir``'s catalogue; with ``init_from`` its pretrained weights loaded."""
     s = cfg.model.seminar
     dataset = CanonicalDataset(data_dir)

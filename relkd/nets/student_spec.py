@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from omegaconf import DictConfig
 from torch import nn
 
 from relkd.nets.encoder_presets import EncoderSpec
@@ -30,7 +31,7 @@ SERVING_GRAPHS = ("cross_encoder", "two_tower")
 class StudentParts:
     """What a spec builds its net from; relkd/runs/student_factory.py fills it in."""
 
-    cfg: Any  # the composed config (model.*, data.* read)
+    cfg: DictConfig  # the composed config (model.*, data.* read)
     num_labels: int
     encoder: Callable[[], nn.Module]  # a fresh encoder per call: pretrained, truncated, frozen
     encoder_spec: EncoderSpec  # what model.encoder resolved to (its tokenizer, its builder)

@@ -62,7 +62,7 @@ def resolve_dataset(data_cfg: DataConfig | DictConfig, build: bool = True) -> Pa
     return root
 
 
-def dataset_with_behavior(cfg: Any, what: str) -> tuple[Path, Any]:
+def dataset_with_behavior(cfg: DictConfig, what: str) -> tuple[Path, Any]:
     """(folder, CanonicalDataset) of ``cfg``'s dataset, built if missing; a ConfigError when it
     has no behaviour table to build ``what`` from (the click graph, the user sequences)."""
     from relkd.data.canonical_dataset import CanonicalDataset

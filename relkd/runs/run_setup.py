@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from omegaconf import DictConfig
 
 from datamodules import QueryItemDataModule
 from relkd.data.canonical_dataset import CanonicalDataset
@@ -28,7 +29,7 @@ class RunSetup:
 
 
 def setup_run(
-    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+    cfg: DictConfig, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
 ) -> RunSetup:
     if cfg.task == "teacher":
         return _teacher(cfg, data_dir, dataset, eval_splits)
@@ -36,7 +37,7 @@ def setup_run(
 
 
 def _student(
-    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+    cfg: DictConfig, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
 ) -> RunSetup:
     from relkd.runs.student_factory import build_datamodule, build_student, encoder_spec
 
@@ -59,7 +60,7 @@ def _student(
     )
 
 
-def student_name(model_cfg: Any, spec: Any = None) -> str:
+def student_name(model_cfg: DictConfig, spec: Any = None) -> str:
     """How a student shows in printed tables: kind, the encoder it trained (the fallback's
     name, marked, when ``model.encoder`` could not be loaded) and depth if cut."""
     from relkd.nets.student_registry import student_spec
@@ -73,7 +74,7 @@ def student_name(model_cfg: Any, spec: Any = None) -> str:
 
 
 def _teacher(
-    cfg: Any, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
+    cfg: DictConfig, data_dir: Path, dataset: CanonicalDataset, eval_splits: tuple[str, ...]
 ) -> RunSetup:
     from relkd.runs.teacher_export import TeacherExport
     from relkd.runs.teacher_factory import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
 from torch import nn
 
 from datamodules import QueryItemDataModule
@@ -18,12 +19,12 @@ from relkd.nets.student_registry import student_spec
 from relkd.nets.student_spec import StudentParts
 
 
-def encoder_spec(cfg: Any, data_dir: Path) -> EncoderSpec:
+def encoder_spec(cfg: DictConfig, data_dir: Path) -> EncoderSpec:
     """Resolve ``model.encoder``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
     return resolve_encoder(cfg.model, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
 
 
-def click_graph_spec(cfg: Any) -> ClickGraphSpec:
+def click_graph_spec(cfg: DictConfig) -> ClickGraphSpec:
     """What the batches read from the click graph: BERM's metapath neighbours (model.student
     berm) and the clicked/cold eval slices (data.click_graph.slices)."""
     g, m = cfg.data.click_graph, cfg.model
@@ -40,7 +41,7 @@ def click_graph_spec(cfg: Any) -> ClickGraphSpec:
     )
 
 
-def sequence_spec(cfg: Any) -> SequenceSpec | None:
+def sequence_spec(cfg: DictConfig) -> SequenceSpec | None:
     """Each row's user history, for a student that reads it (None for the others)."""
     if not student_spec(cfg.model.student).reads_sequences:
         return None
@@ -57,7 +58,7 @@ def sequence_spec(cfg: Any) -> SequenceSpec | None:
     )
 
 
-def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
+def build_datamodule(cfg: DictConfig, data_dir: Path, spec: EncoderSpec) -> QueryItemDataModule:
     """The student's DataModule: the run's data settings, batched the way its student reads."""
     return QueryItemDataModule(
         data_dir,
@@ -71,7 +72,7 @@ def build_datamodule(cfg: Any, data_dir: Path, spec: EncoderSpec) -> QueryItemDa
 
 
 def build_net(
-    cfg: Any, spec: EncoderSpec, num_labels: int, data_dir: Path | None = None
+    cfg: DictConfig, spec: EncoderSpec, num_labels: int, data_dir: Path | None = None
 ) -> nn.Module:
     """The student architecture ``model.student`` names (its StudentSpec builds it), on the
     resolved encoder; students built on a catalogue read ``data_dir``."""
@@ -103,7 +104,7 @@ def build_net(
     return student.build_net(parts)
 
 
-def teacher_hidden_dim(cfg: Any) -> int | None:
+def teacher_hidden_dim(cfg: DictConfig) -> int | None:
     """Width of the cache's pooled teacher hidden states (None: no cache, or none stored)."""
     if not cfg.data.teacher_cache:
         return None
@@ -114,7 +115,7 @@ def teacher_hidden_dim(cfg: Any) -> int | None:
 
 
 def build_student(
-    cfg: Any,
+    cfg: DictConfig,
     spec: EncoderSpec,
     scheme: Any,
     eval_splits: tuple[str, ...],

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from datamodules import QueryItemDataModule
 from datamodules.prompt_store import PromptSpec, special_ids
 from lightning_modules.teacher_sft_module import TeacherSFTModule
@@ -23,12 +25,12 @@ from relkd.prompts.verbalizer import Verbalizer
 log = logging.getLogger(__name__)
 
 
-def teacher_spec(cfg: Any, data_dir: Path) -> CausalLMSpec:
+def teacher_spec(cfg: DictConfig, data_dir: Path) -> CausalLMSpec:
     """Resolve ``teacher.model``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
     return resolve_causal_lm(cfg.teacher, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
 
 
-def prompt_spec(cfg: Any, scheme: LabelScheme) -> PromptSpec:
+def prompt_spec(cfg: DictConfig, scheme: LabelScheme) -> PromptSpec:
     t = cfg.teacher
     p, n = t.prompt, t.prompt.neighbors
     words = Verbalizer(scheme.labels, dict(t.label_words)).words
@@ -52,7 +54,7 @@ def prompt_spec(cfg: Any, scheme: LabelScheme) -> PromptSpec:
 
 
 def build_teacher_datamodule(
-    cfg: Any, data_dir: Path, spec: CausalLMSpec, pspec: PromptSpec
+    cfg: DictConfig, data_dir: Path, spec: CausalLMSpec, pspec: PromptSpec
 ) -> QueryItemDataModule:
     return QueryItemDataModule(
         data_dir,
@@ -72,7 +74,7 @@ class TeacherParts:
 
 
 def build_teacher(
-    cfg: Any,
+    cfg: DictConfig,
     spec: CausalLMSpec,
     scheme: LabelScheme,
     pspec: PromptSpec,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules import QueryItemDataModule
@@ -45,7 +45,7 @@ NO_TEACHER = {
 class LoadedStudent:
     """A student rebuilt from a run (or a config), ready for export or benchmarking."""
 
-    cfg: Any  # the composed config (read only)
+    cfg: DictConfig  # the composed config (read only)
     net: nn.Module  # CrossEncoder or TwoTower, float32, eval mode
     spec: EncoderSpec
     data_dir: Path
@@ -99,7 +99,7 @@ def net_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def student_from_config(
-    cfg: Any, state: dict[str, torch.Tensor] | None = None, source: Path | None = None
+    cfg: DictConfig, state: dict[str, torch.Tensor] | None = None, source: Path | None = None
 ) -> LoadedStudent:
     """Build the student ``cfg`` describes; load ``state`` (net weights, read from the
     checkpoint ``source``) when given."""

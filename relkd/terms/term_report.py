@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from relkd.terms.vocab import add_terms
 
 EXAMPLES = 8
@@ -22,7 +24,7 @@ def title_tokens(tokenizer: Any, titles: Sequence[str]) -> int:
     return total
 
 
-def term_figures(cfg: Any, data_dir: Path, base: Any) -> dict[str, Any]:
+def term_figures(cfg: DictConfig, data_dir: Path, base: Any) -> dict[str, Any]:
     """Open or build the term list of a composed config over its dataset ``data_dir`` and the
     encoder's tokenizer ``base``; returns the figures :func:`report` prints."""
     from relkd.data.canonical_dataset import CanonicalDataset
