@@ -73,7 +73,7 @@ def measure(name: str, args: argparse.Namespace, root: Path) -> tuple[float, flo
     data_dir = resolve_dataset(cfg.data)
     scheme = CanonicalDataset(data_dir).scheme
     spec = teacher_spec(cfg, data_dir)
-    pspec = prompt_spec(cfg, scheme)
+    pspec = prompt_spec(cfg, scheme, spec)
     parts = build_teacher(cfg, spec, scheme, pspec, ("val",))
     store = PromptStore.open_or_build(data_dir, parts.tokenizer, pspec, cache_dir=root / "cache")
     module = parts.module.train()

@@ -32,6 +32,7 @@ import numpy as np
 
 from relkd import __version__
 from relkd.artifacts import FingerprintedArtifact, fingerprint, folder_name
+from relkd.artifacts.identity import sha256_hex
 from relkd.behavior import BehaviorNeighbors
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.manifest import sha256_file
@@ -44,6 +45,7 @@ from relkd.prompts.budgeted_texts import TOKENIZE_CHUNK, BudgetedTexts, cut_to_t
 from relkd.prompts.cot_jsonl import read_cot_jsonl
 from relkd.prompts.cot_template import VERDICT
 from relkd.prompts.item_renderer import TEACHER_ITEM_FIELDS
+from relkd.prompts.prompt_template import chat_prompt
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class PromptSpec:
         cot_source: ``rules`` (the dataset's aspect facts) or ``jsonl`` (``cot_file``).
         cot_file: JSONL with ``pair_id`` and ``cot`` when ``cot_source`` is jsonl.
         labelled_only: cover the labelled pairs only (training); False adds the unlabelled pool.
+        chat: send each prompt as the user's turn of the tokenizer's chat template (instruct
+            LLMs; PromptTemplate), without the start token the template writes itself.
     """
 
     mode: str = "classifier"
@@ -86,6 +90,7 @@ class PromptSpec:
     cot_source: str = "rules"
     cot_file: str | None = None
     labelled_only: bool = True
+    chat: bool = False
 
     def __post_init__(self) -> None:
         if self.cot_source not in COT_SOURCES:
@@ -107,6 +112,7 @@ class PromptSpec:
             query_neighbors=self.query_neighbors > 0,
             item_neighbors=self.item_neighbors > 0,
             echo_query=self.echo_query,
+            chat=self.chat,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,13 +139,27 @@ def special_ids(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def _tokenizer_identity(tokenizer: Any) -> dict[str, str]:
+def _tokenizer_identity(tokenizer: Any, chat: bool = False) -> dict[str, str]:
     vocab = sorted(tokenizer.get_vocab().items())
-    return {
+    out = {
         "tokenizer_name": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
         "tokenizer_class": type(tokenizer).__name__,
         "vocab_sha256": fingerprint({"vocab": vocab}),
     }
+    if chat:  # the chat template writes part of every prompt
+        out["chat_template_sha256"] = sha256_hex(chat_template_of(tokenizer, "teacher.prompt"))
+    return out
+
+
+def chat_template_of(tokenizer: Any, setting: str) -> str:
+    """The tokenizer's chat template; a one-line DataError naming ``setting`` when it has none."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise DataError(
+            f"{setting}: format chat, but tokenizer "
+            f"{getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; use format plain"
+        )
+    return str(template)
 
 
 def store_inputs(dataset: CanonicalDataset, tokenizer: Any, spec: PromptSpec) -> dict[str, Any]:
@@ -151,7 +171,7 @@ def store_inputs(dataset: CanonicalDataset, tokenizer: Any, spec: PromptSpec) ->
     inputs: dict[str, Any] = {
         "dataset_name": dataset.manifest.name,
         "dataset_tables": {t: verified[t] for t in tables},
-        **_tokenizer_identity(tokenizer),
+        **_tokenizer_identity(tokenizer, spec.chat),
         "template_sha256": spec.template().sha256,
         "spec": spec.to_dict(),
         "store_version": PROMPT_STORE_VERSION,
@@ -339,8 +359,12 @@ def _build_into(
         )
         for r in range(len(pairs))
     ]
+    if spec.chat:  # the user's turn of the chat template, which writes its own start token
+        chat_template_of(tokenizer, "teacher.prompt.format")
+        prompts = [chat_prompt(tokenizer, p) for p in prompts]
     prompt_ids, _ = _tokenize(tokenizer, prompts)
-    prompt_ids = [special["start_ids"] + ids for ids in prompt_ids]
+    if not spec.chat:
+        prompt_ids = [special["start_ids"] + ids for ids in prompt_ids]
 
     responses, slot_chars, cot_stats = _responses(dataset, pairs, template, spec, words)
     response_ids, response_maps = _tokenize(tokenizer, responses, offsets=True)

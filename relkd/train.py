@@ -282,7 +282,9 @@ def _train(
     )
     if after_fit is not None:
         after_fit(trainer)
-    best = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    best: str | None = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    if cfg.task == "teacher" and cfg.trainer.max_epochs == 0 and cfg.trainer.max_steps == -1:
+        best = None  # a zero-shot teacher: the base model as loaded judges, no checkpoint
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
     if trainer.is_global_zero:
         _print_summary(cfg, run_dir, data_dir, setup)

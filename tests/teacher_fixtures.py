@@ -53,3 +53,68 @@ def run_teacher(tmp: Path, data_root: Path, preset: str = "embedded", **extra: o
     runs = sorted((tmp / "runs").glob("*/version_*"))
     assert len(runs) == 1
     return runs[0]
+
+
+# ChatML as SmolLM2 and Qwen2.5 write it (no system turn): what a chat-format prompt store wraps
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_qwen(out: Path, chat: bool = False) -> Path:
+    """A Qwen2-architecture causal LM (rotary positions, no BOS, its own cache) built from a
+    config, with a byte-level BPE tokenizer (leading-space tokens) trained on the template.
+    ``chat`` adds ChatML's special tokens and chat template (an instruct model's shape)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
+    from relkd.prompts import PromptTemplate
+    from relkd.prompts.cot_template import CotTemplate
+
+    words = {
+        "Exact": "exact",
+        "Substitute": "substitute",
+        "Complement": "complement",
+        "Irrelevant": "irrelevant",
+    }
+    templates = [PromptTemplate("cot", CotTemplate(words), True, True, True)]
+    if chat:
+        templates += [
+            PromptTemplate(m, CotTemplate(words), chat=True) for m in ("classifier", "cot")
+        ]
+    # the template's words often enough to become whole tokens, as in a real LLM vocabulary
+    texts: list[str] = []
+    for template in templates:
+        texts += [template.text(), *(template.response({}, label)[0] for label in words)] * 200
+    texts += ["not stated match mismatch brand model attributes category | color: type:"] * 200
+    catalogue = generate_dataset(SynthConfig(pairs=400, seed=3), out / "corpus")
+    for table, column in (("items", "title"), ("items", "attributes"), ("queries", "text")):
+        texts += catalogue.table(table, [column]).column(column).to_pylist()
+    specials = ["<|endoftext|>", *(["<|im_start|>", "<|im_end|>"] if chat else [])]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=3000, min_frequency=2, special_tokens=specials)
+    end = "<|im_end|>" if chat else "<|endoftext|>"
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token=end, pad_token="<|endoftext|>"
+    )
+    if chat:  # SmolLM2's shape: its BOS is the chat template's turn start
+        tok.bos_token = "<|im_start|>"
+        tok.chat_template = CHATML
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -124,3 +124,29 @@ def test_existing_output_is_kept_unless_overwritten(tmp_path, tiny_lm, data_dir,
 def test_bad_split_is_a_one_line_error(tmp_path, tiny_lm, data_dir, capsys) -> None:
     code, _ = write(tmp_path, tiny_lm, data_dir, "guided", "--splits", "train,holdout")
     assert code == 2 and "holdout" in capsys.readouterr().err
+
+
+def test_aspect_accuracy_is_recounted_from_the_kept_cots(tmp_path, tiny_lm, data_dir) -> None:
+    import numpy as np
+
+    from relkd.data.canonical_dataset import CanonicalDataset
+    from relkd.data.pair_arrays import PairArrays
+    from relkd.data.schema import ASPECT_VALUES, ASPECTS
+
+    code, out = write(tmp_path, tiny_lm, data_dir, "guided")
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    counts = json.loads(out.with_name(out.name + ".manifest.json").read_text())["counts"]
+    pairs = PairArrays.of(CanonicalDataset(data_dir), labelled_only=True)
+    truth = {int(p): a for p, a in zip(pairs.pair_id, pairs.aspects, strict=True)}
+    for i, aspect in enumerate(ASPECTS):
+        known = [r for r in rows if truth[r["pair_id"]][i] >= 0]
+        right = sum(
+            parse_cot(r["cot"], WORDS).aspects[aspect] == ASPECT_VALUES[truth[r["pair_id"]][i]]
+            for r in known
+        )
+        assert known and counts["aspect_accuracy"][aspect] == round(right / len(known), 4)
+    assert counts["parse_rate"] == 1.0
+    assert counts["verdict_accuracy"] == round(
+        float(np.mean([r["verdict"] == r["label"] for r in rows])), 4
+    )

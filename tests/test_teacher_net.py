@@ -50,7 +50,7 @@ def build(tmp: Path, data_dir: Path, **extra: object):
     cfg = teacher_cfg(tmp, **extra)
     scheme = CanonicalDataset(data_dir).scheme
     spec = teacher_spec(cfg, data_dir)
-    pspec = prompt_spec(cfg, scheme)
+    pspec = prompt_spec(cfg, scheme, spec)
     parts = build_teacher(cfg, spec, scheme, pspec, ("val", "test"))
     store = PromptStore.open_or_build(data_dir, parts.tokenizer, pspec, cache_dir=tmp / "prompts")
     return cfg, spec, pspec, parts, store

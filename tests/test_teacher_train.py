@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lightning_modules.relevance_module import flatten_metrics
 from relkd.cli import main
 from tests.conftest import REPO
-from tests.teacher_fixtures import TEACHER, run_teacher
+from tests.teacher_fixtures import TEACHER, build_tiny_qwen, run_teacher
 
 
 @pytest.fixture(scope="module")
@@ -114,51 +114,7 @@ def test_progressive_teacher_with_neighbours_and_fitted_aggregation(
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Qwen2-architecture causal LM (rotary positions, no BOS, its own cache) built from a
-    config, with a byte-level BPE tokenizer (leading-space tokens) trained on the template."""
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    from relkd.data.synth.synthetic_catalogue import SynthConfig, generate_dataset
-    from relkd.prompts import PromptTemplate
-    from relkd.prompts.cot_template import CotTemplate
-
-    out = tmp_path_factory.mktemp("tiny_qwen")
-    words = {
-        "Exact": "exact",
-        "Substitute": "substitute",
-        "Complement": "complement",
-        "Irrelevant": "irrelevant",
-    }
-    template = PromptTemplate("cot", CotTemplate(words), True, True, True)
-    # the template's words often enough to become whole tokens, as in a real LLM vocabulary
-    texts = [template.text(), *(template.response({}, label)[0] for label in words)] * 200
-    texts += ["not stated match mismatch brand model attributes category | color: type:"] * 200
-    catalogue = generate_dataset(SynthConfig(pairs=400, seed=3), out / "corpus")
-    for table, column in (("items", "title"), ("items", "attributes"), ("queries", "text")):
-        texts += catalogue.table(table, [column]).column(column).to_pylist()
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        texts, vocab_size=3000, min_frequency=2, special_tokens=["<|endoftext|>"]
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
-    )
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-    )
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"))
 
 
 @pytest.mark.parametrize("mode", ["classifier", "progressive"])

@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cot = tsub.add_parser(
         "write-cot", help="ask an LLM for CoT targets with self-consistency (ELLM-rele)"
     )
-    cot.add_argument("--model", required=True, help="Hugging Face causal LM id or local path")
+    cot.add_argument(
+        "--model",
+        required=True,
+        help="a teacher preset (smollm2-135m-instruct, minilm-causal), a .gguf file, or any "
+        "Hugging Face causal LM id or local path",
+    )
     cot.add_argument("--data", required=True, type=Path, help="canonical dataset folder")
     cot.add_argument("--out", required=True, type=Path, help="JSONL file to write")
     cot.add_argument(
@@ -39,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cot.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     cot.add_argument("--trust-remote-code", action="store_true")
     cot.add_argument("--overwrite", action="store_true")
+    cot.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("data_cache"),
+        help="where a GGUF model is converted once (as data.cache_dir)",
+    )
     ann = tsub.add_parser(
         "annotate",
         help="label pairs with a trained teacher into a resumable, shardable teacher cache",

@@ -21,6 +21,7 @@ from relkd.config.experiment_config import (
     FINETUNE,
     METAPATHS,
     PRECISIONS,
+    PROMPT_FORMATS,
     SEMINAR_ATTENTION,
     SEMINAR_TEXT,
     SIMILARITIES,
@@ -266,11 +267,12 @@ def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """Numeric settings that torch or Lightning would otherwise reject deep inside training
     (an OverflowError from ``max_epochs=-1``, a negative learning rate in the scheduler)."""
     t, o = cfg.trainer, cfg.optim
+    zero_shot = cfg.task == "teacher" and t.max_epochs == 0 and t.max_steps == -1
     _check(
-        t.max_epochs >= 1 or t.max_steps > 0,
+        t.max_epochs >= 1 or t.max_steps > 0 or zero_shot,
         layers,
         "trainer.max_epochs",
-        "must be >= 1 (or set trainer.max_steps > 0)",
+        "must be >= 1 (or set trainer.max_steps > 0; 0 only for a zero-shot teacher)",
     )
     _check(t.max_steps == -1 or t.max_steps > 0, layers, "trainer.max_steps", "-1 or > 0")
     _check(t.num_nodes >= 1, layers, "trainer.num_nodes", "must be >= 1")
@@ -463,6 +465,12 @@ def _validate_teacher(cfg: DictConfig, layers: Sequence[Layer]) -> None:
         not bad, layers, "teacher.prompt.item_fields", f"unknown {bad}; known {list(ITEM_FIELDS)}"
     )
     _check(bool(p.item_fields), layers, "teacher.prompt.item_fields", "name at least one field")
+    _check(
+        p.format in PROMPT_FORMATS,
+        layers,
+        "teacher.prompt.format",
+        f"{p.format!r} not in {PROMPT_FORMATS}",
+    )
     for key in ("max_query_tokens", "max_item_tokens"):
         _check(p[key] >= 1, layers, f"teacher.prompt.{key}", "must be >= 1")
     _check(n.query_k >= 0 and n.item_k >= 0, layers, "teacher.prompt.neighbors", "k must be >= 0")

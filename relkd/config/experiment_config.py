@@ -25,6 +25,7 @@ PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true",
 TASKS = ("student", "teacher")  # `relkd train` runs students, `relkd teacher train` teachers
 TEACHER_MODES = ("classifier", "cot", "multitask", "progressive")
 FINETUNE = ("lora", "full")
+PROMPT_FORMATS = ("auto", "chat", "plain")  # auto: chat when the tokenizer has a chat template
 AGGREGATIONS = ("verdict", "mean", "fitted")
 SIMILARITIES = ("cosine", "dot")
 METAPATHS = ("qiq", "iqi")  # click-graph metapaths BERM reads
@@ -162,6 +163,7 @@ class PromptSettings:
     max_query_tokens: int = 32
     max_item_tokens: int = 96
     echo_query: bool = False  # repeat the query after the item (causal attention sees both ways)
+    format: str = "auto"  # auto | chat (the tokenizer's chat template) | plain
     neighbors: NeighborSettings = field(default_factory=NeighborSettings)
 
 
@@ -184,7 +186,9 @@ class TinyDecoderSettings:
 class TeacherConfig:
     """The LLM teacher (``relkd teacher train``)."""
 
-    model: str = "minilm-causal"  # preset (minilm-causal, tiny-causal) or HF causal LM id / path
+    # preset (minilm-causal, tiny-causal, smollm2-135m-instruct), a .gguf file, or an HF causal
+    # LM id / path
+    model: str = "minilm-causal"
     trust_remote_code: bool = False
     revision: str | None = None
     mode: str = "classifier"  # classifier | cot | multitask | progressive

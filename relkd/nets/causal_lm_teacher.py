@@ -63,7 +63,8 @@ class TeacherTokens:
         cls, tokenizer: Any, template: PromptTemplate, end_id: int, pad_id: int
     ) -> TeacherTokens:
         words = [template.cot.label_words[label] for label in template.cot.label_words]
-        verdict_ids = [first_token(tokenizer, w) for w in words]
+        lead = template.verdict_prefix  # "" for the first word of a chat reply
+        verdict_ids = [first_token(tokenizer, w, lead) for w in words]
         option_words = [ASPECT_WORDS[v] for v in ASPECT_VALUES]
         option_ids = [first_token(tokenizer, w) for w in option_words]
         for name, ids, ws in (("label", verdict_ids, words), ("aspect", option_ids, option_words)):
@@ -80,7 +81,7 @@ class TeacherTokens:
                 cue = scaffolds[VERDICT_SLOT]
         return cls(
             verdict_ids=verdict_ids,
-            verdict_seqs=[_ids(tokenizer, " " + w) for w in words],
+            verdict_seqs=[_ids(tokenizer, lead + w) for w in words],
             option_ids=option_ids,
             option_seqs=[_ids(tokenizer, " " + w) for w in option_words],
             scaffolds=scaffolds,

@@ -22,6 +22,14 @@ Response, by mode (``{v}`` is the verdict word, the CoT is CotTemplate's text):
 the item, the second can, so every query term can look for its match in the item text (the
 repetition trick for causal encoders).
 
+``chat`` (instruct LLMs such as SmolLM2 or Qwen2.5-Instruct) puts an instruction before these
+lines, sends them as the user's turn through the tokenizer's own chat template
+(``chat_prompt``), leaves out the ``relevance:`` cue (the assistant's turn is the answer
+position) and starts the response without its leading space, as an assistant's reply starts.
+The verdict word of a verdict-first mode is then read without a leading space too
+(``verdict_prefix``). Plain templates are what base models (MiniLM-causal) read; their hash does
+not change with this option.
+
 Changing any fixed text here, or the CoT format, changes ``sha256``; stores, adapters and
 teacher caches record it, so an artifact made with another template is refused.
 """
@@ -30,9 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from relkd.artifacts.identity import sha256_hex
-from relkd.prompts.cot_template import VERDICT, CotTemplate
+from relkd.prompts.cot_template import ASPECT_WORDS, VERDICT, CotTemplate
 
 TEMPLATE_VERSION = "relevance-v1"
 MODES: tuple[str, ...] = ("classifier", "cot", "multitask", "progressive")
@@ -42,6 +51,44 @@ NO_NEIGHBORS = "none"
 NEIGHBOR_SEPARATOR = "; "
 ANSWER_CUE = "relevance:"
 EXPLANATION_CUE = " because "
+# what an instruct LLM is told, by mode (chat templates only); {verdicts} lists the label words
+# with the meaning of the ones relkd knows
+VERDICT_INSTRUCTION = (
+    "Judge how well the item fits the shopping query. Answer with one word: {verdicts}."
+)
+EXPLAINED_VERDICT_INSTRUCTION = (
+    "Judge how well the item fits the shopping query. Answer with one word first: {verdicts}. "
+    "Then say why: category: <a>. brand: <a>. model: <a>. attributes: <a>. where <a> is {aspects}."
+)
+COT_INSTRUCTION = (
+    "Judge how well the item fits the shopping query. Check the category, the brand, the model "
+    "and the attributes the query asks for, then give a verdict: {verdicts}. Answer in exactly "
+    "this format: category: <a>. brand: <a>. model: <a>. attributes: <a>. verdict: <v>. where "
+    "<a> is {aspects}."
+)
+LABEL_MEANINGS: dict[str, str] = {
+    "exact": "it is what the query asks for",
+    "substitute": "a different item that could be used instead",
+    "complement": "an item used together with what the query asks for",
+    "irrelevant": "none of these",
+}
+
+
+def describe_verdicts(words: Sequence[str]) -> str:
+    """``exact (it is what the query asks for), ... or irrelevant (none of these)``."""
+    parts = [f"{w} ({LABEL_MEANINGS[w]})" if w in LABEL_MEANINGS else w for w in words]
+    return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+def chat_prompt(tokenizer: Any, user_text: str) -> str:
+    """``user_text`` as the user's turn of the tokenizer's chat template, up to where the
+    assistant's reply starts (its special tokens written as text: tokenize it with
+    ``add_special_tokens=False``)."""
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -53,6 +100,7 @@ class PromptTemplate:
     query_neighbors: bool = False
     item_neighbors: bool = False
     echo_query: bool = False
+    chat: bool = False
     version: str = TEMPLATE_VERSION
 
     def __post_init__(self) -> None:
@@ -67,6 +115,24 @@ class PromptTemplate:
     def verdict_first(self) -> bool:
         """The verdict is the first response token (classifier, multitask)."""
         return self.mode in ("classifier", "multitask")
+
+    @property
+    def verdict_prefix(self) -> str:
+        """What precedes the verdict word in the response: a space, except for the first word of
+        an assistant's reply (chat, verdict-first modes)."""
+        return "" if self.chat and self.verdict_first else " "
+
+    def instruction(self) -> str:
+        """What the mode asks of an instruct LLM: a chat prompt starts with it (``write-cot``
+        also puts it before a plain prompt)."""
+        form = {
+            "classifier": VERDICT_INSTRUCTION,
+            "multitask": EXPLAINED_VERDICT_INSTRUCTION,
+        }.get(self.mode, COT_INSTRUCTION)
+        return form.format(
+            verdicts=describe_verdicts(list(self.cot.label_words.values())),
+            aspects=", ".join(ASPECT_WORDS.values()),
+        )
 
     def prompt(
         self,
@@ -86,6 +152,8 @@ class PromptTemplate:
             )
         if self.echo_query:
             lines.append(f"query: {query}")
+        if self.chat:
+            return self.instruction() + "\n\n" + "\n".join(lines)
         lines.append(ANSWER_CUE)
         return "\n".join(lines)
 
@@ -95,8 +163,16 @@ class PromptTemplate:
         """Response text (starting with a space) and each slot value's character offset.
 
         With ``verdict=None`` (an unlabelled pair) verdict-first modes have no response and the
-        others give the aspects only.
+        others give the aspects only. A chat template's response has no leading space.
         """
+        text, starts = self._spaced_response(aspects, verdict)
+        if self.chat and text.startswith(" "):
+            return text[1:], {k: v - 1 for k, v in starts.items()}
+        return text, starts
+
+    def _spaced_response(
+        self, aspects: Mapping[str, str | None], verdict: str | None
+    ) -> tuple[str, dict[str, int]]:
         if self.mode == "classifier":
             if verdict is None:
                 return "", {}
@@ -117,9 +193,12 @@ class PromptTemplate:
         return " " + body, {k: v + 1 for k, v in starts.items()}
 
     def text(self) -> str:
-        """Every fixed piece of the template, canonically: what the hash covers."""
+        """Every fixed piece of the template, canonically: what the hash covers (a chat
+        template adds its lines; a plain template's text is what it always was)."""
+        chat = [f"chat={self.chat}", f"instruction={self.instruction()!r}"] if self.chat else []
         return "\n".join(
             [
+                *chat,
                 f"version={self.version}",
                 f"mode={self.mode}",
                 f"query_neighbors={self.query_neighbors}",

@@ -13,9 +13,10 @@ from typing import Any
 from relkd.errors import ConfigError
 
 
-def first_token(tokenizer: Any, word: str) -> int:
-    """Id of the first token of ``word`` as it follows other text (a leading space)."""
-    ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+def first_token(tokenizer: Any, word: str, prefix: str = " ") -> int:
+    """Id of the first token of ``word`` as it follows other text (``prefix``: a leading space;
+    "" for the first word of a chat reply)."""
+    ids = tokenizer(prefix + word, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ConfigError(f"verbalizer word {word!r} tokenizes to nothing")
     return int(ids[0])

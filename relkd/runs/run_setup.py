@@ -85,11 +85,12 @@ def _teacher(
     )
 
     spec = teacher_spec(cfg, data_dir)
-    pspec = prompt_spec(cfg, dataset.scheme)
+    pspec = prompt_spec(cfg, dataset.scheme, spec)
     parts = build_teacher(cfg, spec, dataset.scheme, pspec, eval_splits)
     base_sha = spec.weights_sha256()
     template = pspec.template()
     t = cfg.teacher
+    zero_shot = cfg.trainer.max_epochs == 0 and cfg.trainer.max_steps == -1
     lora = {
         "r": t.lora.r,
         "alpha": t.lora.alpha,
@@ -104,9 +105,12 @@ def _teacher(
             "tokenizer": spec.tokenizer,
             "revision": spec.revision,
             "weights_sha256": base_sha,
+            "gguf_sha256": spec.gguf_sha256,
             "newly_initialised": parts.new_weights,
             "finetune": t.finetune,
             "lora": lora if t.finetune == "lora" else None,
+            "zero_shot": zero_shot,  # trainer.max_epochs=0: the base model judges, untrained
+            "chat": pspec.chat,
         },
         "template": {"version": template.version, "mode": template.mode, "sha256": template.sha256},
         "parameters": parts.module.trainable_counts(),
@@ -124,6 +128,6 @@ def _teacher(
         datamodule=build_teacher_datamodule(cfg, data_dir, spec, pspec),
         module=parts.module,
         info=info,
-        name=f"teacher {spec.name} [{t.mode}]",
+        name=f"teacher {spec.name} [{t.mode}{', zero-shot' if zero_shot else ''}]",
         make_callbacks=lambda run_dir: [TeacherExport(run_dir, export)],
     )

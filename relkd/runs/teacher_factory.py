@@ -26,14 +26,24 @@ log = logging.getLogger(__name__)
 
 
 def teacher_spec(cfg: DictConfig, data_dir: Path) -> CausalLMSpec:
-    """Resolve ``teacher.model``; a fallback vocabulary (no MiniLM) is cached under data.cache_dir."""
-    return resolve_causal_lm(cfg.teacher, data_dir, Path(cfg.data.cache_dir) / "tokenizers")
+    """Resolve ``teacher.model``; a fallback vocabulary (no MiniLM) and converted GGUF models are
+    cached under data.cache_dir."""
+    return resolve_causal_lm(cfg.teacher, data_dir, cfg.data.cache_dir)
 
 
-def prompt_spec(cfg: DictConfig, scheme: LabelScheme) -> PromptSpec:
+def prompt_spec(cfg: DictConfig, scheme: LabelScheme, spec: CausalLMSpec) -> PromptSpec:
+    """The teacher's prompts; ``teacher.prompt.format: auto`` uses the chat template of
+    ``spec``'s tokenizer when it has one."""
     t = cfg.teacher
     p, n = t.prompt, t.prompt.neighbors
     words = Verbalizer(scheme.labels, dict(t.label_words)).words
+    has_chat = spec.chat_template() is not None
+    if p.format == "chat" and not has_chat:
+        raise ConfigError(
+            f"teacher.prompt.format: chat, but the tokenizer of {spec.name!r} has no chat "
+            "template; use format plain (or auto)"
+        )
+    chat = p.format == "chat" or (p.format == "auto" and has_chat)
     return PromptSpec(
         mode=t.mode,
         label_words=words,
@@ -50,6 +60,7 @@ def prompt_spec(cfg: DictConfig, scheme: LabelScheme) -> PromptSpec:
         cot_source=t.cot.source,
         cot_file=t.cot.file,
         labelled_only=True,
+        chat=chat,
     )
 
 

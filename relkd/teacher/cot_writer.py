@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,22 +35,19 @@ from relkd.artifacts.atomic_files import atomic_write, atomic_write_json
 from relkd.artifacts.identity import sha256_hex
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.data.pair_arrays import PairArrays
-from relkd.data.schema import SPLITS
+from relkd.data.schema import ASPECTS, SPLITS
 from relkd.errors import ConfigError, DataError
+from relkd.nets.causal_lm_presets import CausalLMSpec, resolve_causal_lm
 from relkd.nets.causal_lm_teacher import TeacherTokens
 from relkd.nets.kv_decoder import KVDecoder
+from relkd.nets.tokenizer_info import load_tokenizer
 from relkd.prompts import CotTemplate, PromptTemplate, parse_cot
 from relkd.prompts.budgeted_texts import BudgetedTexts
-from relkd.prompts.cot_template import ASPECT_WORDS, COT_SLOTS, VERDICT
+from relkd.prompts.cot_template import COT_SLOTS, VERDICT
+from relkd.prompts.prompt_template import chat_prompt
 
 log = logging.getLogger(__name__)
-WRITER_VERSION = "write-cot-v1"
-INSTRUCTION = (
-    "Judge whether the item fits the shopping query. Check the category, the brand, the model "
-    "and the attributes the query asks for, then give a verdict: {verdicts}. Answer in exactly "
-    "this format: category: <a>. brand: <a>. model: <a>. attributes: <a>. verdict: <v>. where "
-    "<a> is {aspects}.\n"
-)
+WRITER_VERSION = "write-cot-v2"
 ITEM_FIELDS = ("title", "brand", "color", "product_type", "attributes", "description")
 
 
@@ -65,20 +63,35 @@ class WriterSettings:
     max_item_tokens: int = 160
 
 
-def instruction(label_words: dict[str, str]) -> str:
-    verdicts = ", ".join(label_words.values())
-    aspects = " or ".join(ASPECT_WORDS.values())
-    return INSTRUCTION.format(verdicts=verdicts, aspects=aspects)
+def writer_prompt(template: PromptTemplate, tokenizer: Any, query: str, item: str) -> str:
+    """The instruction and the pair: the user's turn of the chat template for a chat template,
+    else the instruction, the pair and a new line (a base LM continues with the CoT)."""
+    if template.chat:
+        return chat_prompt(tokenizer, template.prompt(query, item))
+    body = template.prompt(query, item).rsplit("\n", 1)[0]  # without the answer cue
+    return template.instruction() + "\n" + body + "\n"
 
 
-def _prompt_text(tokenizer: Any, body: str, label_words: dict[str, str]) -> str:
-    """The instruction and the pair, as a chat turn when the tokenizer has a chat template."""
-    text = instruction(label_words) + body
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-    return text
+def load_writer_model(
+    model: str, cache_dir: str | Path, trust_remote_code: bool
+) -> tuple[Any, Any, CausalLMSpec]:
+    """The LM and tokenizer of ``--model``: a teacher preset (``smollm2-135m-instruct``, ...), a
+    ``.gguf`` file, or any HF causal LM id or path, resolved as ``teacher.model`` is."""
+    teacher = SimpleNamespace(
+        model=model,
+        trust_remote_code=trust_remote_code,
+        revision=None,
+        tiny=SimpleNamespace(hidden_size=64, layers=2, heads=2),
+    )
+    try:
+        spec = resolve_causal_lm(teacher, None, cache_dir)
+        lm, _ = spec.build()
+        tokenizer = load_tokenizer(spec.tokenizer)
+    except ConfigError as exc:
+        raise ConfigError(f"--model {model!r}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--model {model!r}: cannot load a causal LM ({exc})") from None
+    return lm, tokenizer, spec
 
 
 def majority(parsed: Sequence[Any]) -> tuple[str | None, int]:
@@ -103,11 +116,12 @@ def write_cot(
     device: str = "auto",
     trust_remote_code: bool = False,
     overwrite: bool = False,
+    cache_dir: str | Path = "data_cache",
 ) -> dict[str, Any]:
-    """Write CoT targets for the labelled pairs of ``splits``; returns the summary counts."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from relkd.nets.causal_lm_presets import ENCODER_TYPES_AS_DECODERS
+    """Write CoT targets for the labelled pairs of ``splits``; returns the summary counts,
+    with the parse rate and, where the dataset has aspect facts (the synthetic catalogue's
+    answer key), each aspect's accuracy over the kept CoTs. ``cache_dir`` holds converted
+    GGUF models."""
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -126,24 +140,14 @@ def write_cot(
     keep = np.isin(pairs.split, [SPLITS.index(s) for s in splits])
     rows = np.flatnonzero(keep)[:limit] if limit is not None else np.flatnonzero(keep)
 
-    try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
-        if getattr(config, "model_type", "") in ENCODER_TYPES_AS_DECODERS:
-            config.is_decoder = True
-        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-        lm = AutoModelForCausalLM.from_pretrained(
-            model, config=config, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {model!r}: cannot load a causal LM ({exc})") from None
+    lm, tokenizer, spec = load_writer_model(model, cache_dir, trust_remote_code)
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
     lm = lm.to(dev).eval()
     ids = special_ids(tokenizer)
-    template = PromptTemplate("cot", CotTemplate(words))
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    template = PromptTemplate("cot", CotTemplate(words), chat=chat)
     tokens = (
         TeacherTokens.of(tokenizer, template, ids["end_id"], ids["pad_id"])
         if (settings.decoding == "guided")
@@ -165,20 +169,21 @@ def write_cot(
         "unparsed_pairs": 0,
         "agrees_with_label": 0,
     }
+    # aspect answers of the kept CoTs against the dataset's aspect facts (where known)
+    aspect_right = np.zeros(len(ASPECTS), dtype=np.int64)
+    aspect_known = np.zeros(len(ASPECTS), dtype=np.int64)
     k = settings.samples
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start : start + settings.batch_size]
-        bodies = [
-            template.prompt(q_text[pairs.query_row[r]], i_text[pairs.item_row[r]]).rsplit("\n", 1)[
-                0
-            ]
-            + "\n"
+        texts = [
+            writer_prompt(
+                template, tokenizer, q_text[pairs.query_row[r]], i_text[pairs.item_row[r]]
+            )
             for r in chunk
+            for _ in range(k)
         ]
-        texts = [_prompt_text(tokenizer, b, words) for b in bodies for _ in range(k)]
-        enc = [
-            ids["start_ids"] + tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts
-        ]
+        start_ids = [] if chat else ids["start_ids"]  # a chat template writes its own
+        enc = [start_ids + tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         width = max(len(e) for e in enc)
         input_ids = torch.full((len(enc), width), ids["pad_id"], dtype=torch.long)
         mask = torch.zeros_like(input_ids)
@@ -214,14 +219,28 @@ def write_cot(
                 }
             )
             counts["agrees_with_label"] += verdict == label
+            if pairs.aspects is not None:
+                truth = pairs.aspects[r].astype(np.int64)
+                known = truth >= 0
+                aspect_known += known
+                aspect_right += known & (np.array(parsed[index].aspect_codes()) == truth)
         log.info("write-cot: %d / %d pairs", min(start + settings.batch_size, len(rows)), len(rows))
     counts["written"] = len(results)
+    counts["parse_rate"] = round(counts["samples_parsed"] / max(counts["samples"], 1), 4)
+    counts["verdict_accuracy"] = round(counts["agrees_with_label"] / max(len(results), 1), 4)
+    counts["aspect_accuracy"] = {
+        a: (round(float(aspect_right[i] / aspect_known[i]), 4) if aspect_known[i] else None)
+        for i, a in enumerate(ASPECTS)
+    }
     manifest = {
         "kind": "cot_targets",
         "writer": WRITER_VERSION,
-        "instruction_sha256": sha256_hex(instruction(words)),
+        "instruction_sha256": sha256_hex(template.instruction()),
+        "chat": chat,
         "cot_format": template.cot.text(),
         "model": model,
+        "model_path": spec.pretrained,
+        "gguf_sha256": spec.gguf_sha256,
         "dataset": {
             "name": dataset.manifest.name,
             "tables": {t: e.sha256 for t, e in dataset.manifest.tables.items()},
@@ -305,12 +324,16 @@ def write_cot_from_args(args: Any) -> dict[str, Any]:
         device=args.device,
         trust_remote_code=args.trust_remote_code,
         overwrite=args.overwrite,
+        cache_dir=args.cache_dir,
     )
-    parsed = counts["samples_parsed"] / max(counts["samples"], 1)
+    aspects = ", ".join(
+        f"{a} {v:.1%}" for a, v in counts["aspect_accuracy"].items() if v is not None
+    )
     print(
         f"wrote {args.out}: {counts['written']} of {counts['pairs']} pairs "
         f"({counts['unparsed_pairs']} with no parsable sample left out); "
-        f"{parsed:.1%} of {counts['samples']} samples parsed; majority verdict = human label for "
-        f"{counts['agrees_with_label']} pairs"
+        f"{counts['parse_rate']:.1%} of {counts['samples']} samples parsed; majority verdict = "
+        f"human label for {counts['agrees_with_label']} pairs"
+        + (f"; aspect accuracy of the kept CoTs: {aspects}" if aspects else "")
     )
     return counts

@@ -88,6 +88,7 @@ def export_teacher(
                 "trust_remote_code": spec.trust_remote_code,
                 "config_overrides": spec.config_overrides,
                 "weights_sha256": base_sha256,
+                "gguf_sha256": spec.gguf_sha256,
             },
             "finetune": finetune,
             "lora": lora if finetune == "lora" else None,
@@ -214,6 +215,7 @@ def load_teacher(adapter_dir: str | Path, verify_base: bool = True) -> LoadedTea
         config_overrides=dict(b["config_overrides"]),
         trust_remote_code=bool(b["trust_remote_code"]),
         revision=b["revision"],
+        gguf_sha256=b.get("gguf_sha256"),
     )
     if verify_base and b["weights_sha256"] is not None:
         have = spec.weights_sha256()
