@@ -328,3 +328,21 @@ def test_pipelines_under_one_output_dir_share_their_teacher(tmp_path: Path) -> N
     assert teacher["walmart"] == teacher["berm"]
     assert teacher["walmart"].parent == tmp_path / "teachers"
     assert teacher["quickstart"] != teacher["walmart"]  # its own, smaller dataset
+
+
+def test_the_smollm2_main_job_shares_the_quickstart_hard_label_step() -> None:
+    # the same student, same pairs: its folder is named by a fingerprint without the teacher, so
+    # the two pipelines under one output_dir train it once and differ in the distilled row only
+    steps = {}
+    for name in ("quickstart", "quickstart_smollm2"):
+        path = PIPELINES / f"{name}.yaml"
+        runner = PipelineRunner(load_pipeline(path), path, [])
+        hard = runner.cfg.students[0]
+        steps[name] = runner.compose_step(hard.experiment, hard.overrides, "s", None)[1].name
+    assert steps["quickstart"] == steps["quickstart_smollm2"]
+    teacher = PipelineRunner(
+        load_pipeline(PIPELINES / "quickstart_smollm2.yaml"),
+        PIPELINES / "quickstart_smollm2.yaml",
+        [],
+    ).compose_teacher()[0]
+    assert teacher.teacher.model == "smollm2-135m-instruct"
