@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from relkd.nets.kv_decoder import KVDecoder
 from relkd.prompts import CotTemplate, PromptTemplate
 from relkd.prompts.prompt_template import ANSWER_CUE
 from relkd.runs.teacher_factory import build_teacher, prompt_spec, teacher_spec
+from relkd.teacher_cache.teacher_cache import TeacherCache
 from tests.datamodule_fixtures import make_dataset
 from tests.teacher_fixtures import TEACHER, build_tiny_qwen, run_teacher
 
@@ -148,14 +150,32 @@ def test_batched_scoring_and_generation_equal_one_example_on_a_rotary_model(
 # -- the zero-shot teacher ----------------------------------------------------------------
 
 
-def test_zero_shot_teacher_judges_without_training(tmp_path, shared_data_root) -> None:
-    run = run_teacher(tmp_path, shared_data_root, **{"trainer.max_epochs": 0})
+def test_zero_shot_chat_teacher_judges_and_annotates_without_training(
+    tmp_path, shared_data_root, chat_qwen
+) -> None:
+    extra = {
+        "teacher.model": chat_qwen,
+        "teacher.finetune": "lora",
+        "teacher.lora.target_modules": "[q_proj,v_proj]",
+        "trainer.max_epochs": 0,
+    }
+    run = run_teacher(tmp_path, shared_data_root, **extra)
     info = json.loads((run / "run_info.json").read_text())
-    assert info["teacher"]["zero_shot"] is True
+    assert info["teacher"]["zero_shot"] is True and info["teacher"]["chat"] is True
     assert not (run / "checkpoints" / "last.ckpt").exists()  # nothing trained, nothing saved
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["overall"]["class_accuracy"] is not None
-    assert (run / "adapter" / "relkd_teacher.json").is_file()  # annotate can read it
+    # its adapter annotates through the same chat prompts: the cache equals the run's own test
+    # predictions pair for pair
+    out = tmp_path / "cache"
+    args = ["teacher", "annotate", str(run), "--out", str(out), "--splits", "test"]
+    assert main([*args, "--prompt-cache", str(tmp_path / "prompts"), "--quiet"]) == 0
+    cache = TeacherCache.load(out)
+    pred = pq.read_table(run / "predictions" / "test.parquet").to_pydict()
+    by_pid = {p: np.asarray(v) for p, v in zip(pred["pair_id"], pred["probs"], strict=True)}
+    assert len(cache.pair_id) == len(by_pid) > 0
+    want = np.stack([by_pid[int(p)] for p in cache.pair_id])
+    np.testing.assert_allclose(cache.probs, want, atol=1e-5)
 
 
 def test_zero_epochs_stay_an_error_for_students(tmp_path, capsys) -> None:
