@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cot.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path("data_cache"),
-        help="where a GGUF model is converted once (as data.cache_dir)",
+        default=Path("data_cache/tokenized"),
+        help="where a GGUF model is converted once (data.cache_dir of experiments/base.yaml: "
+        "the teacher runs' converted folder is reused)",
     )
     ann = tsub.add_parser(
         "annotate",

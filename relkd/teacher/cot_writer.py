@@ -116,7 +116,7 @@ def write_cot(
     device: str = "auto",
     trust_remote_code: bool = False,
     overwrite: bool = False,
-    cache_dir: str | Path = "data_cache",
+    cache_dir: str | Path = "data_cache/tokenized",
 ) -> dict[str, Any]:
     """Write CoT targets for the labelled pairs of ``splits``; returns the summary counts,
     with the parse rate and, where the dataset has aspect facts (the synthetic catalogue's
