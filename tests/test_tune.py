@@ -290,3 +290,43 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
         assert len(done) >= 5
         workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in done}
         assert str(a.pid) in workers and str(b.pid) in workers  # both shared the study
+
+
+def test_a_seed_averaged_trial_reports_the_mean_of_its_seeds(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    """objective.seeds [0, 1]: the trial trains twice (seed in each run's config), its value is
+    the mean of the two runs' metric, their std a user attribute, and the intermediate values run
+    over both seeds: seed 1's epochs report the running mean with seed 0's final value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    study_file = write_study(
+        tmp_path / "study.yaml",
+        output_dir=str(tmp_path / "studies"),
+        trials=1,
+        objective={"seeds": [0, 1]},
+        pruner={"kind": "median"},
+        overrides=_tiny(tmp_path, shared_data_root, **{"trainer.max_epochs": 2}),
+        space={"params": {"optim.lr": {"low": 1e-3, "high": 5e-3, "log": True}}},
+    )
+    out = tune(tmp_path, str(study_file))
+    assert out.returncode == 0, out.stdout + out.stderr
+    setup = study_setup(study_file)
+    (trial,) = optuna.load_study(study_name="s", storage=setup.url).trials
+    final, per_epoch = [], []
+    for seed in (0, 1):
+        run = setup.run_dir(0, seed)
+        assert OmegaConf.load(run / "config.yaml").seed == seed
+        final.append(OmegaConf.load(run / "metrics.json").val.overall["ndcg@10"])
+        acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        acc.Reload()
+        per_epoch.append([e.value for e in acc.Scalars("val/ndcg@10")][:2])
+    assert final[0] != final[1]  # two seeds, two different runs
+    assert trial.value == pytest.approx(np.mean(final))
+    assert trial.user_attrs["seed_std"] == pytest.approx(np.std(final, ddof=1))
+    assert trial.user_attrs["seed_values"] == pytest.approx(final)
+    steps = trial.intermediate_values
+    assert sorted(steps) == [0, 1, 2, 3]
+    assert [steps[0], steps[1]] == pytest.approx(per_epoch[0], abs=1e-6)
+    running = [(final[0] + v) / 2 for v in per_epoch[1]]
+    assert [steps[2], steps[3]] == pytest.approx(running, abs=1e-6)

@@ -75,6 +75,15 @@ class HeartbeatConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """What a trial's value is made of."""
+
+    # train each trial once per seed (the experiment's ``seed``) and report the mean of the
+    # metric over the seeds (their std a user attribute); [] = once, at the experiment's seed
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass
 class StudyConfig:
     name: str = "study"
     output_dir: str = "runs/studies"  # trials run under <output_dir>/<name>/trial-<n>/
@@ -89,6 +98,7 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
 
     @property
@@ -156,6 +166,9 @@ def _check(path: Path, cfg: StudyConfig) -> None:
             f"{path}: key pruner.kind: Optuna cannot prune a multi-objective study "
             "(latency_objective: true); set it to none"
         )
+    seeds = cfg.objective.seeds
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}: key objective.seeds: a seed is repeated ({seeds})")
     space = cfg.space
     if len(space.weights) == 1:
         raise ConfigError(f"{path}: key space.weights: a simplex needs two or more terms")

@@ -33,20 +33,39 @@ class StudySetup:
     def study_dir(self) -> Path:
         return Path(self.cfg.output_dir) / self.name
 
-    def run_dir(self, number: int) -> Path:
-        return self.study_dir / TRIALS_DIR / f"trial-{number:04d}"
+    @property
+    def seeds(self) -> list[int | None]:
+        """The seeds each trial trains at: ``objective.seeds``, or [None] (the experiment's
+        own seed, one run)."""
+        return list(self.cfg.objective.seeds) or [None]
 
-    def trial_overrides(self, params: dict[str, Any], number: int) -> list[str]:
-        run = self.run_dir(number)
+    @property
+    def steps_per_trial(self) -> int:
+        """Validation steps a complete trial reports: its epochs, once per seed."""
+        return int(self.base.trainer.max_epochs) * len(self.seeds)
+
+    def run_dir(self, number: int, seed: int | None = None) -> Path:
+        """``trials/trial-<n>`` (one seed), or ``trials/trial-<n>/seed-<s>`` for each of
+        ``objective.seeds`` (the trial's log and result file stay beside ``trial-<n>``)."""
+        trial = self.study_dir / TRIALS_DIR / f"trial-{number:04d}"
+        return trial if seed is None else trial / f"seed-{seed}"
+
+    def trial_overrides(
+        self, params: dict[str, Any], number: int, seed: int | None = None
+    ) -> list[str]:
+        run = self.run_dir(number, seed)
         placement = [
             f"output_dir={run.parent.parent}",
             f"experiment={run.parent.name}",
             f"version={run.name}",
+            *([] if seed is None else [f"seed={seed}"]),
         ]
         return [*self.overrides, *self.space.overrides(params), *placement]
 
-    def trial_config(self, params: dict[str, Any], number: int) -> DictConfig:
-        return compose(self.experiment, self.trial_overrides(params, number))
+    def trial_config(
+        self, params: dict[str, Any], number: int, seed: int | None = None
+    ) -> DictConfig:
+        return compose(self.experiment, self.trial_overrides(params, number, seed))
 
 
 def study_setup(

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -123,7 +124,7 @@ class StudyWorker:
                 load_if_exists=True,
                 directions=directions(s.cfg),
                 sampler=make_sampler(s.cfg),
-                pruner=make_pruner(s.cfg, int(s.base.trainer.max_epochs)),
+                pruner=make_pruner(s.cfg, s.steps_per_trial),
             )
         except ValueError as exc:  # an existing study with other directions
             raise ConfigError(f"storage {s.url}: study {s.name!r}: {exc}") from None
@@ -186,6 +187,12 @@ class StudyWorker:
             self.say(f"trial {trial.number}: pruned after {seconds:.0f}s ({result['reason']})")
             raise optuna.TrialPruned(result["reason"])
         values = [float(v) for v in result["values"]]
+        per_seed = result.get("seed_values") or []
+        if len(per_seed) > 1:  # objective.seeds: the value is their mean
+            first = [v[0] for v in per_seed]
+            trial.set_user_attr("seed_values", first)
+            trial.set_user_attr("seed_std", float(np.std(first, ddof=1)))
+            trial.set_user_attr("run_dirs", result["run_dirs"])
         self.say(f"trial {trial.number}: {values} in {seconds:.0f}s")
         return values[0] if len(values) == 1 else tuple(values)
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import optuna
-from optuna_integration import PyTorchLightningPruningCallback
 
 from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.errors import ConfigError, RelkdError
 from relkd.train import is_launcher_rank_zero, run_training
+from relkd.tune.seed_mean_pruning import SeedMeanPruning
 from relkd.tune.study_factory import make_pruner
 from relkd.tune.study_setup import StudySetup, study_setup
 from relkd.tune.study_storage import load_study
@@ -52,33 +53,52 @@ def objective_values(setup: StudySetup, run_dir: Path) -> list[float]:
 
 
 def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
-    """Train the trial; returns the result rank 0 reports (``state``, ``values``, ``run_dir``)."""
-    max_epochs = int(setup.base.trainer.max_epochs)
+    """Train the trial, once per seed of ``objective.seeds``; returns the result rank 0 reports
+    (``state``; ``values``: the mean over the seeds; ``seed_values`` and ``run_dirs`` per
+    seed)."""
     study = load_study(
-        setup.url, setup.cfg.heartbeat, setup.name, pruner=make_pruner(setup.cfg, max_epochs)
+        setup.url,
+        setup.cfg.heartbeat,
+        setup.name,
+        pruner=make_pruner(setup.cfg, setup.steps_per_trial),
     )
     trial = optuna.trial.Trial(study, trial_id)
     overrides = setup.space.overrides(trial.params)
     rank = os.environ.get("LOCAL_RANK", "0")
     print(f"trial {trial.number} rank {rank}: {' '.join(overrides)}", flush=True)
-    cfg = setup.trial_config(trial.params, trial.number)
-    run_dir = setup.run_dir(trial.number)
-    callbacks: list[L.Callback] = []
-    after_fit = None
-    if len(study.directions) == 1:  # multi-objective: Optuna takes no intermediate values
-        pruning = PyTorchLightningPruningCallback(trial, monitor=setup.cfg.metric)
-        callbacks.append(pruning)
+    max_epochs = int(setup.base.trainer.max_epochs)
+    seed_values: list[list[float]] = []
+    run_dirs: list[str] = []
+    for k, seed in enumerate(setup.seeds):
+        cfg = setup.trial_config(trial.params, trial.number, seed)
+        run_dir = setup.run_dir(trial.number, seed)
+        callbacks: list[L.Callback] = []
+        after_fit = None
+        if len(study.directions) == 1:  # multi-objective: Optuna takes no intermediate values
+            earlier = [v[0] for v in seed_values]
+            pruning = SeedMeanPruning(trial, setup.cfg.metric, earlier, k * max_epochs)
+            callbacks.append(pruning)
 
-        def after_fit(trainer: L.Trainer) -> None:
-            trainer.strategy.barrier()  # rank 0 has stored the pruning decision for every rank
-            pruning.check_pruned()
+            def after_fit(trainer: L.Trainer, pruning: SeedMeanPruning = pruning) -> None:
+                trainer.strategy.barrier()  # rank 0 has stored the pruning decision for every rank
+                pruning.check_pruned()
 
-    try:
-        run_dir = run_training(cfg, callbacks=callbacks, after_fit=after_fit)
-    except optuna.TrialPruned as exc:
-        return {"state": "pruned", "values": None, "run_dir": str(run_dir), "reason": str(exc)}
-    values = objective_values(setup, run_dir) if is_launcher_rank_zero() else None
-    return {"state": "complete", "values": values, "run_dir": str(run_dir)}
+        try:
+            run_dir = run_training(cfg, callbacks=callbacks, after_fit=after_fit)
+        except optuna.TrialPruned as exc:
+            reason = str(exc) if seed is None else f"seed {seed}: {exc}"
+            return {"state": "pruned", "values": None, "run_dir": str(run_dir), "reason": reason}
+        run_dirs.append(str(run_dir))
+        if is_launcher_rank_zero():
+            seed_values.append(objective_values(setup, run_dir))
+    values = [float(np.mean(col)) for col in zip(*seed_values, strict=True)] or None
+    return {
+        "state": "complete",
+        "values": values,
+        "seed_values": seed_values,
+        "run_dir": run_dirs[0],
+        "run_dirs": run_dirs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
