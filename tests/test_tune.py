@@ -330,3 +330,4 @@ def test_a_seed_averaged_trial_reports_the_mean_of_its_seeds(
     assert [steps[0], steps[1]] == pytest.approx(per_epoch[0], abs=1e-6)
     running = [(final[0] + v) / 2 for v in per_epoch[1]]
     assert [steps[2], steps[3]] == pytest.approx(running, abs=1e-6)
+    assert "std over seeds" in (setup.study_dir / "trials.md").read_text()

@@ -260,6 +260,8 @@ def trial_rows(setup: StudySetup, study: optuna.Study) -> tuple[list[str], list[
     rows = []
     for t in study.get_trials(deepcopy=False):
         settings = {k: v for k, v in t.user_attrs.items() if k.startswith("loss.weights.")}
+        if "seed_std" in t.user_attrs:  # objective.seeds: how far the seeds spread
+            settings["std over seeds"] = t.user_attrs["seed_std"]
         settings.update({k: v for k, v in t.params.items() if not k.startswith(SIMPLEX_PREFIX)})
         keys += [k for k in settings if k not in keys]
         rows.append((t, settings))
