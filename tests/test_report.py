@@ -386,3 +386,43 @@ def test_pareto_front_keeps_the_runs_nothing_beats() -> None:
     front = pareto_front(latency, quality)
     # 1.6 ms / 0.48 is beaten by 0.8 ms / 0.52; 3.0 / 0.55 by 3.0 / 0.60; equal points both stay
     assert front.tolist() == [True, False, True, True, True, False]
+
+
+def test_a_study_folder_gets_importances_and_history(tmp_path: Path) -> None:
+    """A study whose objective depends on x alone: fANOVA gives x nearly all the importance,
+    the history marks the best so far, and a study folder whose trials never finished a run is
+    still reported."""
+    import optuna
+
+    folder = tmp_path / "studies" / "s"
+    folder.mkdir(parents=True)
+    url = f"sqlite:///{folder / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        study_name="s", storage=url, direction="maximize", sampler=optuna.samplers.RandomSampler(0)
+    )
+    study.set_metric_names(["val/ndcg@10"])
+
+    def objective(trial: optuna.Trial) -> float:
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        trial.report(x / 2, 0)
+        if trial.number == 3:
+            raise optuna.TrialPruned()
+        return x + 0.001 * y
+
+    study.optimize(objective, n_trials=12)
+    (folder / "trials.md").write_text(f"# Study s\n\nstorage: `{url}`\n")
+    out = tmp_path / "report"
+    build_report([tmp_path / "studies"], out)
+    tables = page(out).tables["study-s"]
+    shares = {
+        row["parameter"]: float(row["importance (fANOVA)"]) for row in rows_by_header(tables[0])
+    }
+    assert set(shares) == {"x", "y"} and shares["x"] > 0.9 > shares["y"]
+    best = study.best_trial
+    markdown = (out / "report.md").read_text()
+    assert f"best: trial {best.number}, val/ndcg@10 = {best.value:.4f}" in markdown
+    assert "11 complete, 1 pruned" in markdown
+    assert (out / "study-s.png").stat().st_size > 0
+    marker = json.loads((out / "report.json").read_text())
+    assert marker["studies"][0]["name"] == "s" and "study-s.png" in marker["figures"]

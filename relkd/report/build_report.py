@@ -14,6 +14,7 @@ from relkd.report.report_sections import build_sections
 from relkd.report.report_writer import HTML_FILE, MARKDOWN_FILE, render_html, render_markdown
 from relkd.report.run_collection import collect_runs
 from relkd.report.run_record import REPORT_SPLIT, shown_path
+from relkd.report.study_record import find_studies
 
 REPORT_KIND = "relkd_report"
 MARKER_FILE = "report.json"
@@ -45,6 +46,7 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> str:
     """
     out = Path(out)
     runs = collect_runs([Path(p) for p in paths])
+    studies = find_studies([Path(p) for p in paths])
     _check_out(out)
     sources = [shown_path(Path(p)) for p in paths]
     intro = (
@@ -52,7 +54,7 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> str:
         "split unless a section says otherwise."
     )
     with staged_folder(out) as staging:
-        sections = build_sections(runs, staging)
+        sections = build_sections(runs, staging, studies)
         (staging / MARKDOWN_FILE).write_text(render_markdown(TITLE, intro, sections))
         (staging / HTML_FILE).write_text(render_html(TITLE, intro, sections))
         figures = [f.file for s in sections for f in s.figures]
@@ -62,6 +64,7 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> str:
             "relkd": __version__,
             "sources": sources,
             "runs": [{"name": r.name, "path": shown_path(r.path)} for r in runs],
+            "studies": [{"name": s.name, "path": shown_path(s.folder)} for s in studies],
             "figures": figures,
             "notes": notes,
         }

@@ -1,6 +1,7 @@
 """The report's sections, in order: the runs, metrics per bucket, training losses, teacher–student
-agreement, calibration, the pool-size curve and quality against latency. Each builds its tables
-and writes at most one figure into the report folder; what it cannot show becomes a note."""
+agreement, calibration, the pool-size curve, quality against latency, and one per Optuna study.
+Each builds its tables and writes at most one figure into the report folder; what it cannot show
+becomes a note."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from relkd.report.figures import (
     draw_loss_curves,
     draw_pareto,
     draw_pool_curves,
+    draw_study,
     save_figure,
 )
 from relkd.report.figures.figure_canvas import MAX_PANELS
@@ -32,6 +34,7 @@ from relkd.report.report_section import FigureRef, Section, Table
 from relkd.report.run_predictions import predictions_path, read_predictions
 from relkd.report.run_record import REPORT_SPLIT, RunRecord, shown_path
 from relkd.report.serving_record import SERVING_FILE
+from relkd.report.study_record import StudyRecord
 from relkd.report.teacher_agreement import Agreement, teacher_agreement
 from relkd.report.tensorboard_scalars import loss_curves
 
@@ -356,7 +359,68 @@ def paired_section(runs: Sequence[RunRecord]) -> Section:
     return section
 
 
-def build_sections(runs: Sequence[RunRecord], folder: Path) -> list[Section]:
+def study_section(record: StudyRecord, folder: Path) -> Section:
+    """A study's parameter importances (Optuna's fANOVA over its complete trials) and its
+    optimisation history."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
+
+    slug = "".join(c if c.isalnum() else "-" for c in record.name)
+    section = Section(
+        f"study-{slug}",
+        f"Study {record.name}",
+        f"The Optuna study in {shown_path(record.folder)} (storage `{record.url}`): how much of "
+        "the variance of its objective each searched parameter explains (fANOVA over the "
+        "complete trials, seed 0), and each trial's value in the order they ran.",
+    )
+    if record.trials is None:
+        section.notes.append(f"storage {record.url} could not be read ({record.problem})")
+        return section
+    by_state = {
+        state.name.lower(): sum(t.state == state for t in record.trials) for state in TrialState
+    }
+    section.notes.append(
+        ", ".join(f"{n} {state}" for state, n in by_state.items() if n) or "no trials yet"
+    )
+    complete = sorted((t.number, float(t.values[0])) for t in record.complete())
+    pruned = sorted(
+        (t.number, float(t.intermediate_values[max(t.intermediate_values)]))
+        for t in record.trials
+        if t.state == TrialState.PRUNED and t.intermediate_values
+    )
+    pick = max if record.direction == "maximize" else min
+    best: list[tuple[int, float]] = []
+    for number, value in complete:
+        best.append((number, value if not best else pick(best[-1][1], value)))
+    importances: dict[str, float] = {}
+    if len(complete) >= 2:
+        try:
+            importances = optuna.importance.get_param_importances(
+                record.load(),
+                evaluator=FanovaImportanceEvaluator(seed=0),
+                target=lambda t: t.values[0],
+            )
+        except (RuntimeError, ValueError) as exc:
+            section.notes.append(f"no importances: {exc}")
+    else:
+        section.notes.append("importances need two or more complete trials")
+    if importances:
+        rows = [[name, f"{share:.3f}"] for name, share in importances.items()]
+        section.tables.append(Table(["parameter", "importance (fANOVA)"], rows))
+    if complete:
+        number, value = pick(complete, key=lambda c: c[1])
+        section.notes.insert(0, f"best: trial {number}, {record.metric} = {value:.4f}")
+    if complete or pruned:
+        fig = draw_study(complete, pruned, best, importances, record.metric)
+        alt = f"{record.metric} of {len(complete)} complete trials by trial number, and importances"
+        _figure(section, fig, folder, alt)
+    return section
+
+
+def build_sections(
+    runs: Sequence[RunRecord], folder: Path, studies: Sequence[StudyRecord] = ()
+) -> list[Section]:
     """Every section, its figures written into ``folder``."""
     return [
         runs_section(runs),
@@ -367,4 +431,5 @@ def build_sections(runs: Sequence[RunRecord], folder: Path) -> list[Section]:
         calibration_section(runs, folder),
         pool_section(runs, folder),
         pareto_section(runs, folder),
+        *(study_section(study, folder) for study in studies),
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from relkd.errors import ConfigError, DataError
 from relkd.report.run_record import RunRecord, is_run_dir, load_run
+from relkd.report.study_record import TRIALS_MD
 
 RESULTS_CSV = "results.csv"
 # folders that never hold runs of their own: a run's insides, an ablation's HParams view
@@ -105,7 +106,7 @@ def collect_runs(paths: Sequence[Path | str]) -> list[RunRecord]:
         if not root.is_dir():
             raise ConfigError(f"{root}: not a folder (give a run, ablation or study folder)")
         found = list(find_run_dirs(root))
-        if not found:
+        if not found and not any(root.rglob(TRIALS_MD)):  # a study may have no finished run
             raise ConfigError(
                 f"{root}: no run folders under it (a run folder has metrics.json and config.yaml)"
             )

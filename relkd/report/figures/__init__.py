@@ -8,6 +8,7 @@ from relkd.report.figures.figure_canvas import save_figure
 from relkd.report.figures.loss_curves_figure import draw_loss_curves
 from relkd.report.figures.pareto_figure import draw_pareto
 from relkd.report.figures.pool_curve_figure import draw_pool_curves
+from relkd.report.figures.study_figure import draw_study
 
 __all__ = [
     "draw_agreement",
@@ -16,5 +17,6 @@ __all__ = [
     "draw_loss_curves",
     "draw_pareto",
     "draw_pool_curves",
+    "draw_study",
     "save_figure",
 ]
