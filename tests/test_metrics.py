@@ -116,6 +116,8 @@ def test_class_metrics_from_probs() -> None:
     assert o["class_accuracy"] == pytest.approx(0.75)
     # F1 per class: E 2/4, S 2/3, C 1, IRR 6/7
     assert o["class_macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1 + 6 / 7) / 4, abs=1e-6)
+    # the label's probability is 0.7 for the 6 right pairs and 0.1 for the 2 wrong ones
+    assert o["class_nll"] == pytest.approx(-(6 * np.log(0.7) + 2 * np.log(0.1)) / 8)
     assert "class_accuracy" not in _metrics()["overall"]
 
 

@@ -94,6 +94,21 @@ def test_ratio_parametrisation_keeps_kd_ratio() -> None:
         ({"space": {}}, "key space"),
         ({"space": {"params": {"optim.lr": {"low": 0, "high": 1, "log": True}}}}, "optim.lr"),
         ({"space": {"weights": ["hard_ce"]}}, "space.weights"),
+        (
+            {"pruner": {"monitor": "class_nll"}, "space": {"temperature": {"low": 1, "high": 2}}},
+            "pruner.monitor",
+        ),
+        (
+            {
+                "pruner": {"monitor": "val/class_nll", "monitor_direction": "down"},
+                "space": {"temperature": {"low": 1, "high": 2}},
+            },
+            "pruner.monitor_direction",
+        ),
+        (
+            {"objective": {"seeds": [0, 0]}, "space": {"temperature": {"low": 1, "high": 2}}},
+            "objective.seeds",
+        ),
     ],
 )
 def test_bad_study_is_one_line_naming_file_and_key(
@@ -116,7 +131,7 @@ def test_shipped_studies_compose_a_drawn_trial(path: Path) -> None:
     assert cfg.output_dir == str(setup.study_dir)
 
 
-@pytest.mark.parametrize("kind", ["median", "hyperband", "threshold"])
+@pytest.mark.parametrize("kind", ["median", "hyperband", "successive_halving", "threshold"])
 def test_no_pruner_prunes_the_final_epoch(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A trial pruned at its last epoch has paid for every epoch and loses its result, so the
     last step is kept whatever Optuna's rule says; the pruner keeps Optuna's class (TPE reads
@@ -137,6 +152,38 @@ def test_no_pruner_prunes_the_final_epoch(kind: str, monkeypatch: pytest.MonkeyP
     assert trial.should_prune()
     trial.report(0.1, 3)
     assert not trial.should_prune()
+
+
+def test_seed_mean_pruning_reports_the_signed_running_mean() -> None:
+    """Seed 2 of a trial monitoring a loss in a maximised study: its epochs report at steps
+    after the first two seeds', the negated mean of their final losses and its current one;
+    checkpointing still reads the seed's own value."""
+    import torch
+
+    from relkd.tune.seed_mean_pruning import SeedMeanPruning
+
+    class Trainer:
+        sanity_checking = False
+        should_stop = False
+
+        def __init__(self, value: float) -> None:
+            self._metrics = {"val/class_nll": torch.tensor(value)}
+
+        @property
+        def callback_metrics(self) -> dict:  # Lightning builds a fresh dict on every read
+            return dict(self._metrics)
+
+    class Module:
+        current_epoch = 1
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    callback = SeedMeanPruning(trial, "val/class_nll", [0.9, 0.6], step_offset=8, sign=-1.0)
+    trainer = Trainer(0.3)
+    callback.on_validation_end(trainer, Module())  # type: ignore[arg-type]
+    (frozen,) = study.get_trials(deepcopy=False)
+    assert frozen.intermediate_values == {9: pytest.approx(-(0.9 + 0.6 + 0.3) / 3)}
+    assert float(trainer.callback_metrics["val/class_nll"]) == pytest.approx(0.3)
 
 
 def test_journal_storage_runs_a_study_and_refuses_ddp(tmp_path: Path) -> None:

@@ -24,8 +24,10 @@ and returns a JSON-ready dict with the same metrics overall and per popularity b
     argmax class is the label) and macro-F1 over the scheme's classes (classes absent from both
     labels and predictions left out), torchmetrics ``Multiclass*``; and the expected calibration
     error of the top-class confidence (15 equal-width bins, L1: the bins' |confidence -
-    accuracy| weighted by their share of pairs; torchmetrics ``MulticlassCalibrationError``).
-    Rows that are not probability distributions (logits) are softmaxed first.
+    accuracy| weighted by their share of pairs; torchmetrics ``MulticlassCalibrationError``), and
+    ``class_nll``, the mean negative log-likelihood of the labels (the class cross-entropy, a
+    steadier validation signal than NDCG for pruning). Rows that are not probability
+    distributions (logits) are softmaxed first.
 
 Each group also reports ``num_pairs``, ``num_queries`` and ``num_relevant`` (binary positives).
 A bucket's metrics are computed over the pairs of that bucket's queries, with the *same*
@@ -65,7 +67,7 @@ NDCG_K = 10
 NDCG_KEY = f"ndcg@{NDCG_K}"
 # Keys of one group's metrics, in display order (class_* only when class_probs is given).
 METRIC_KEYS: tuple[str, ...] = ("accuracy", "macro_f1", "auc", NDCG_KEY)
-CLASS_METRIC_KEYS: tuple[str, ...] = ("class_accuracy", "class_macro_f1", "class_ece")
+CLASS_METRIC_KEYS: tuple[str, ...] = ("class_accuracy", "class_macro_f1", "class_ece", "class_nll")
 ECE_BINS = 15
 COUNT_KEYS: tuple[str, ...] = ("num_pairs", "num_queries", "num_relevant", "ndcg_queries")
 
@@ -407,4 +409,6 @@ def _group_metrics(
                     norm="l1",
                 )
             )
+            picked = class_probs[np.arange(n), labels].astype(np.float64)
+            out["class_nll"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
     return out

@@ -5,7 +5,9 @@ intermediate values run over all of them: seed ``k`` (counting from 0) reports a
 ``k * max_epochs + epoch``, and the value is the mean of the earlier seeds' final values and
 this seed's current one, the best estimate so far of the value the trial will report. Every
 trial runs the seeds in the same order, so the pruner compares trials at the same step on the
-same footing. With one seed it is exactly Optuna's callback.
+same footing. With one seed it is exactly Optuna's callback. ``sign=-1`` reports the value
+negated: a monitor that improves the other way than the study's objective (``val/class_nll`` in a
+study maximising NDCG) then ranks trials the way the pruner expects.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class SeedMeanPruning(PyTorchLightningPruningCallback):
         monitor: the logged metric (``val/ndcg@10``).
         earlier: the final values of the seeds this trial already trained.
         step_offset: steps those seeds reported (their epochs).
+        sign: 1, or -1 to report the negated mean.
     """
 
     def __init__(
@@ -59,10 +62,12 @@ class SeedMeanPruning(PyTorchLightningPruningCallback):
         monitor: str,
         earlier: Sequence[float] = (),
         step_offset: int = 0,
+        sign: float = 1.0,
     ) -> None:
         super().__init__(trial, monitor)
         self.earlier = [float(v) for v in earlier]
         self.step_offset = int(step_offset)
+        self.sign = float(sign)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -72,9 +77,8 @@ class SeedMeanPruning(PyTorchLightningPruningCallback):
         if current is None:  # the library warns and reports nothing
             super().on_validation_end(trainer, pl_module)
             return
-        metrics[self.monitor] = torch.tensor(
-            (sum(self.earlier) + float(current)) / (len(self.earlier) + 1)
-        )
+        mean = (sum(self.earlier) + float(current)) / (len(self.earlier) + 1)
+        metrics[self.monitor] = torch.tensor(self.sign * mean)
         view = _TrainerView(trainer, metrics)  # checkpointing still reads the seed's own value
         epoch = _Epoch(self.step_offset + pl_module.current_epoch)
         super().on_validation_end(view, epoch)  # type: ignore[arg-type]

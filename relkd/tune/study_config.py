@@ -19,7 +19,7 @@ from relkd.errors import ConfigError
 from relkd.losses.registry import LABEL_TERMS, SCORE_KD_TERMS
 
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("none", "median", "hyperband", "threshold")
+PRUNERS = ("none", "median", "hyperband", "successive_halving", "threshold")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -58,10 +58,16 @@ class PrunerConfig:
     kind: str = "median"
     startup_trials: int = 3  # median: trials that are never pruned
     warmup_epochs: int = 1  # median: epochs before a trial can be pruned
-    min_epochs: int = 1  # hyperband: the smallest budget
-    reduction_factor: int = 3  # hyperband
+    min_epochs: int = 1  # hyperband, successive_halving: the smallest budget (epochs)
+    reduction_factor: int = 3  # hyperband, successive_halving
     lower: float | None = None  # threshold: prune below this after warmup_epochs (a floor,
     upper: float | None = None  # e.g. BM25's NDCG@10), or above ``upper``
+    # what each validation reports to the pruner: a logged metric such as val/class_nll (the
+    # class cross-entropy, steadier than NDCG early on); null: the study's own metric
+    monitor: str | None = None
+    # maximize | minimize: the monitor's own direction; one opposite to the study's is reported
+    # negated, so the pruner keeps the trials that are better on it. null: the study's direction
+    monitor_direction: str | None = None
 
 
 @dataclass
@@ -100,6 +106,17 @@ class StudyConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+
+    @property
+    def pruning_monitor(self) -> str:
+        """The logged metric each validation reports to the pruner."""
+        return self.pruner.monitor or self.metric
+
+    @property
+    def pruning_sign(self) -> float:
+        """-1 when the monitor improves the other way than the study's objective."""
+        own = self.pruner.monitor_direction or self.direction
+        return 1.0 if own == self.direction else -1.0
 
     @property
     def metric_split(self) -> str:
@@ -159,6 +176,19 @@ def _check(path: Path, cfg: StudyConfig) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"{path}: key {key}: {value!r} is not one of {list(allowed)}")
+    p = cfg.pruner
+    if p.monitor is not None and "/" not in p.monitor:
+        raise ConfigError(f"{path}: key pruner.monitor: a logged split/key such as val/class_nll")
+    if p.monitor_direction is not None and p.monitor_direction not in DIRECTIONS:
+        raise ConfigError(
+            f"{path}: key pruner.monitor_direction: {p.monitor_direction!r} is not one of "
+            f"{list(DIRECTIONS)}"
+        )
+    if p.kind == "threshold" and p.monitor_direction not in (None, cfg.direction):
+        raise ConfigError(
+            f"{path}: key pruner.monitor_direction: a threshold pruner reads the monitor as "
+            "logged; give lower/upper on it and leave the direction the study's"
+        )
     if cfg.pruner.kind == "threshold" and cfg.pruner.lower is None and cfg.pruner.upper is None:
         raise ConfigError(f"{path}: key pruner.lower: a threshold pruner needs lower or upper")
     if cfg.latency_objective and cfg.pruner.kind != "none":

@@ -52,9 +52,14 @@ class ThresholdPruner(_KeepsFinalEpoch, optuna.pruners.ThresholdPruner):
     pass
 
 
+class SuccessiveHalvingPruner(_KeepsFinalEpoch, optuna.pruners.SuccessiveHalvingPruner):
+    pass
+
+
 def make_pruner(cfg: StudyConfig, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Median (stop below the median of earlier trials at the same epoch), Hyperband over
-    epochs, a fixed threshold, or none. Steps are validation epochs (0 to ``max_epochs - 1``);
+    """Median (stop below the median of earlier trials at the same epoch), Hyperband or
+    asynchronous successive halving over epochs (rungs from ``min_epochs``, keeping 1 in
+    ``reduction_factor``), a fixed threshold, or none. Steps are validation epochs (0 to ``max_epochs - 1``);
     the last is never pruned."""
     p = cfg.pruner
     pruner: _KeepsFinalEpoch
@@ -65,6 +70,10 @@ def make_pruner(cfg: StudyConfig, max_epochs: int) -> optuna.pruners.BasePruner:
             min_resource=p.min_epochs,
             max_resource=max(max_epochs, p.min_epochs),
             reduction_factor=p.reduction_factor,
+        )
+    elif p.kind == "successive_halving":
+        pruner = SuccessiveHalvingPruner(
+            min_resource=p.min_epochs, reduction_factor=p.reduction_factor
         )
     elif p.kind == "threshold":
         pruner = ThresholdPruner(lower=p.lower, upper=p.upper, n_warmup_steps=p.warmup_epochs)

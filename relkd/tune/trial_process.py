@@ -52,6 +52,14 @@ def objective_values(setup: StudySetup, run_dir: Path) -> list[float]:
     return values
 
 
+def monitored_value(setup: StudySetup, run_dir: Path) -> float | None:
+    """A finished seed's value of the pruning monitor (metrics.json, best checkpoint)."""
+    split, _, key = setup.cfg.pruning_monitor.partition("/")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    value = metrics.get(split, {}).get("overall", {}).get(key)
+    return None if value is None else float(value)
+
+
 def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
     """Train the trial, once per seed of ``objective.seeds``; returns the result rank 0 reports
     (``state``; ``values``: the mean over the seeds; ``seed_values`` and ``run_dirs`` per
@@ -68,6 +76,7 @@ def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
     print(f"trial {trial.number} rank {rank}: {' '.join(overrides)}", flush=True)
     max_epochs = int(setup.base.trainer.max_epochs)
     seed_values: list[list[float]] = []
+    monitored: list[float] = []  # the finished seeds' pruning-monitor values
     run_dirs: list[str] = []
     for k, seed in enumerate(setup.seeds):
         cfg = setup.trial_config(trial.params, trial.number, seed)
@@ -75,8 +84,8 @@ def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
         callbacks: list[L.Callback] = []
         after_fit = None
         if len(study.directions) == 1:  # multi-objective: Optuna takes no intermediate values
-            earlier = [v[0] for v in seed_values]
-            pruning = SeedMeanPruning(trial, setup.cfg.metric, earlier, k * max_epochs)
+            monitor, sign = setup.cfg.pruning_monitor, setup.cfg.pruning_sign
+            pruning = SeedMeanPruning(trial, monitor, monitored, k * max_epochs, sign)
             callbacks.append(pruning)
 
             def after_fit(trainer: L.Trainer, pruning: SeedMeanPruning = pruning) -> None:
@@ -91,6 +100,9 @@ def run_trial(setup: StudySetup, trial_id: int) -> dict[str, Any]:
         run_dirs.append(str(run_dir))
         if is_launcher_rank_zero():
             seed_values.append(objective_values(setup, run_dir))
+            value = monitored_value(setup, run_dir)
+            if value is not None:
+                monitored.append(value)
     values = [float(np.mean(col)) for col in zip(*seed_values, strict=True)] or None
     return {
         "state": "complete",
