@@ -339,6 +339,7 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
         assert str(a.pid) in workers and str(b.pid) in workers  # both shared the study
 
 
+@pytest.mark.slow  # two tiny trainings in a tune subprocess (.ci/run runs the slow tune tests)
 def test_a_seed_averaged_trial_reports_the_mean_of_its_seeds(
     tmp_path: Path, shared_data_root: Path
 ) -> None:
@@ -378,3 +379,53 @@ def test_a_seed_averaged_trial_reports_the_mean_of_its_seeds(
     running = [(final[0] + v) / 2 for v in per_epoch[1]]
     assert [steps[2], steps[3]] == pytest.approx(running, abs=1e-6)
     assert "std over seeds" in (setup.study_dir / "trials.md").read_text()
+
+
+@pytest.mark.slow  # five tune subprocesses (.ci/run runs the slow tune tests)
+def test_in_process_trials_equal_trials_in_their_own_process(
+    tmp_path: Path, shared_data_root: Path
+) -> None:
+    """The same parameters give the same value whether the trial trains inside the worker or
+    in a process of its own; both write the trial's log, and an in-process trial that raises
+    is FAILed with its traceback in that log while the study goes on."""
+    values = {}
+    for in_process in (True, False):
+        name = f"p{int(in_process)}"
+        study_file = write_study(
+            tmp_path / f"{name}.yaml",
+            name=name,
+            output_dir=str(tmp_path / "studies"),
+            trials=1,
+            in_process=in_process,
+            pruner={"kind": "none"},
+            overrides=_tiny(tmp_path, shared_data_root),
+            space={"params": {"optim.lr": {"low": 1e-3, "high": 5e-3, "log": True}}},
+        )
+        setup = study_setup(study_file)
+        setup.study_dir.mkdir(parents=True)
+        study = optuna.create_study(storage=setup.url, study_name=name, direction="maximize")
+        study.enqueue_trial({"optim.lr": 0.002})
+        out = tune(tmp_path, str(study_file))
+        assert out.returncode == 0, out.stdout + out.stderr
+        (trial,) = optuna.load_study(study_name=name, storage=setup.url).trials
+        values[in_process] = trial.value
+        log = (setup.run_dir(0).parent / "trial-0000.log").read_text()
+        assert "trial 0 rank 0: optim.lr=0.002" in log
+        assert ("in process" in log) == in_process
+    assert values[True] == pytest.approx(values[False], abs=1e-6)
+    broken = write_study(
+        tmp_path / "broken.yaml",
+        name="broken",
+        output_dir=str(tmp_path / "studies"),
+        trials=1,
+        pruner={"kind": "none"},
+        overrides=_tiny(tmp_path, shared_data_root),
+        space={"params": {"optim.lr": {"low": -2e-3, "high": -1e-3}}},  # refused in the trial
+    )
+    out = tune(tmp_path, str(broken))
+    setup = study_setup(broken)
+    trials = optuna.load_study(study_name="broken", storage=setup.url).trials
+    assert out.returncode != 0 and "trials failed in a row" in out.stdout + out.stderr
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # MAX_FAILURES_IN_A_ROW
+    log = (setup.run_dir(0).parent / "trial-0000.log").read_text()
+    assert "Traceback" in log and "optim.lr" in log

@@ -105,6 +105,9 @@ class StudyConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    # run each trial inside the worker's own process (no interpreter start, no re-import of
+    # torch and Lightning per trial); DDP trials always get their own processes
+    in_process: bool = True
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
 
     @property

@@ -1,6 +1,12 @@
 """``relkd tune``: one worker of a study. Start one per core, node or GPU set with the same
-``--storage`` and study name; each draws a trial, trains it in its own process, reports, and
-stops when the study holds ``trials`` finished (complete or pruned) trials.
+``--storage`` and study name; each draws a trial, trains it, reports, and stops when the study
+holds ``trials`` finished (complete or pruned) trials.
+
+A trial trains inside the worker's own process (``in_process: true``, the default): each builds
+a fresh model and Trainer, and the interpreter start and the imports of torch, Lightning and
+transformers are paid once per worker instead of once per trial. DDP trials, and every trial
+with ``in_process: false``, run in a process of their own (``relkd.tune.trial_process``), whose
+ranks Lightning starts; that process dies with its worker.
 
 A killed worker is safe to restart: the study lives in its storage, and the trial it left
 running stops beating its heartbeat, so after the grace period a worker re-queues its parameters;
@@ -9,7 +15,9 @@ a worker started on the same host does so at once (``fail_dead_trials``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import io
 import json
 import os
@@ -18,8 +26,10 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +117,7 @@ class StudyWorker:
         self.failed_logs: list[str] = []
         self.gave_up: str | None = None  # why this worker stopped early, if it did
         strategy = str(setup.base.trainer.strategy)
+        self.in_process = setup.cfg.in_process and "ddp" not in strategy
         if "ddp" in strategy and not is_database(setup.url):
             raise ConfigError(
                 f"storage {setup.url}: DDP trials ({strategy}) are pruned only with a database "
@@ -150,8 +161,55 @@ class StudyWorker:
         note = f" (retry of trial {retried})" if retried is not None else ""
         self.say(f"trial {trial.number}{note}: {' '.join(overrides)} -> {run_dir}")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        result_file = run_dir.parent / f"{run_dir.name}.result.json"
         log_file = run_dir.parent / f"{run_dir.name}.log"
+        t0 = time.perf_counter()
+        if self.in_process:
+            result = self._run_here(trial, log_file)
+        else:
+            result = self._run_apart(trial, run_dir, log_file)
+        seconds = time.perf_counter() - t0
+        trial.set_user_attr("seconds", round(seconds, 3))
+        if result["state"] == "pruned":
+            self.say(f"trial {trial.number}: pruned after {seconds:.0f}s ({result['reason']})")
+            raise optuna.TrialPruned(result["reason"])
+        values = [float(v) for v in result["values"]]
+        per_seed = result.get("seed_values") or []
+        if len(per_seed) > 1:  # objective.seeds: the value is their mean
+            first = [v[0] for v in per_seed]
+            trial.set_user_attr("seed_values", first)
+            trial.set_user_attr("seed_std", float(np.std(first, ddof=1)))
+            trial.set_user_attr("run_dirs", result["run_dirs"])
+        self.say(f"trial {trial.number}: {values} in {seconds:.0f}s")
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _run_here(self, trial: optuna.Trial, log_file: Path) -> dict[str, Any]:
+        """The trial in this process, its output written to its log; any error fails the trial
+        (the study goes on), with the traceback in the log."""
+        from relkd.tune.trial_process import run_trial
+
+        with log_file.open("a") as log:
+            log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} in process {os.getpid()}\n")
+            log.flush()
+            version = os.environ.pop(VERSION_ENV, None)
+            try:
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                    return run_trial(self.setup, trial._trial_id)
+            except optuna.TrialPruned:  # run_trial reports pruning in its result; never fail it
+                raise
+            except Exception as exc:  # logged, then the trial fails and the study goes on
+                traceback.print_exc(file=log)
+                self.say(f"trial {trial.number}: FAILED ({type(exc).__name__}); log: {log_file}")
+                self.failed_logs.append(str(log_file))
+                raise TrialFailed(f"trial {trial.number}: {exc}; log: {log_file}") from None
+            finally:
+                if version is not None:
+                    os.environ[VERSION_ENV] = version
+                gc.collect()
+
+    def _run_apart(self, trial: optuna.Trial, run_dir: Path, log_file: Path) -> dict[str, Any]:
+        """The trial in a process of its own (DDP: Lightning starts its ranks from it)."""
+        s = self.setup
+        result_file = run_dir.parent / f"{run_dir.name}.result.json"
         cmd = [
             sys.executable,
             "-m",
@@ -169,7 +227,6 @@ class StudyWorker:
         ]
         env = dict(os.environ)
         env.pop(VERSION_ENV, None)
-        t0 = time.perf_counter()
         with log_file.open("a") as log:
             log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             log.flush()
@@ -177,24 +234,11 @@ class StudyWorker:
             proc = subprocess.run(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
             )
-        seconds = time.perf_counter() - t0
         if proc.returncode != 0 or not result_file.is_file():
             self.say(f"trial {trial.number}: FAILED (exit {proc.returncode}); log: {log_file}")
             self.failed_logs.append(str(log_file))
             raise TrialFailed(f"trial {trial.number}: exit {proc.returncode}; log: {log_file}")
-        result = json.loads(result_file.read_text())
-        if result["state"] == "pruned":
-            self.say(f"trial {trial.number}: pruned after {seconds:.0f}s ({result['reason']})")
-            raise optuna.TrialPruned(result["reason"])
-        values = [float(v) for v in result["values"]]
-        per_seed = result.get("seed_values") or []
-        if len(per_seed) > 1:  # objective.seeds: the value is their mean
-            first = [v[0] for v in per_seed]
-            trial.set_user_attr("seed_values", first)
-            trial.set_user_attr("seed_std", float(np.std(first, ddof=1)))
-            trial.set_user_attr("run_dirs", result["run_dirs"])
-        self.say(f"trial {trial.number}: {values} in {seconds:.0f}s")
-        return values[0] if len(values) == 1 else tuple(values)
+        return json.loads(result_file.read_text())
 
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL:
