@@ -291,6 +291,9 @@ def test_two_postgres_workers_share_a_study_and_retry_a_killed_workers_trial(
             output_dir=str(tmp_path / "studies"),
             trials=4,
             storage=url,
+            # trials in processes of their own: the orphan check below is theirs (in-process
+            # kills are test_kill_resume's tune test)
+            in_process=False,
             pruner={"kind": "none"},
             heartbeat={"interval": 1, "grace": 3, "max_retry": 1},
             overrides=_tiny(tmp_path, shared_data_root),
