@@ -411,7 +411,8 @@ def test_a_study_folder_gets_importances_and_history(tmp_path: Path) -> None:
         return x + 0.001 * y
 
     study.optimize(objective, n_trials=12)
-    (folder / "trials.md").write_text(f"# Study s\n\nstorage: `{url}`\n")
+    # as relkd tune writes it, run from the study's parent folder: a relative SQLite path
+    (folder / "trials.md").write_text("# Study s\n\nstorage: `sqlite:///studies/s/study.db`\n")
     out = tmp_path / "report"
     build_report([tmp_path / "studies"], out)
     tables = page(out).tables["study-s"]

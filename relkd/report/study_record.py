@@ -56,12 +56,25 @@ def find_studies(paths: Sequence[Path]) -> list[StudyRecord]:
     return found
 
 
+def _located(url: str, folder: Path) -> str:
+    """A SQLite URL relative to where the study ran, read from elsewhere: the study's own
+    ``study.db`` beside its ``trials.md`` (the default storage) when the URL's file is not here."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not Path(url[len(prefix) :]).is_file():
+        beside = folder / Path(url[len(prefix) :]).name
+        if beside.is_file():
+            return prefix + str(beside)
+    return url
+
+
 def _read(folder: Path) -> StudyRecord | None:
     text = (folder / TRIALS_MD).read_text(errors="replace")
     name, url = _NAME.search(text), _STORAGE.search(text)
     if name is None or url is None:
         return None  # not a relkd tune table
-    record = StudyRecord(folder, name.group(1).strip(), url.group(1).strip(), None)
+    record = StudyRecord(
+        folder, name.group(1).strip(), _located(url.group(1).strip(), folder), None
+    )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         study = record.load()
