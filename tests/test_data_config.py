@@ -114,9 +114,9 @@ def test_the_factories_hand_the_datamodule_the_whole_data_section(tmp_path: Path
     assert dm.data == DataConfig.of(cfg.data) and dm.encoding == "cross" and dm.seed == 3
     assert dm.hparams["data"]["max_item_tokens"] == 40
 
-    tcfg = compose(TEACHER, ["data.eval_batch_size=24"])
+    tcfg = compose(TEACHER, ["data.eval_batch_size=24", "teacher.prompt.format=plain"])
     tspec = CausalLMSpec(name="minilm-causal", tokenizer="tok", pretrained=None)
-    pspec = prompt_spec(tcfg, get_label_scheme("esci"))
+    pspec = prompt_spec(tcfg, get_label_scheme("esci"), tspec)
     tdm = build_teacher_datamodule(tcfg, tmp_path, tspec, pspec)
     assert tdm.data == DataConfig.of(tcfg.data) and tdm.encoding == "prompt"
     assert tdm.data.eval_batch_size == 24

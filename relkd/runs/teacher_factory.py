@@ -37,13 +37,12 @@ def prompt_spec(cfg: DictConfig, scheme: LabelScheme, spec: CausalLMSpec) -> Pro
     t = cfg.teacher
     p, n = t.prompt, t.prompt.neighbors
     words = Verbalizer(scheme.labels, dict(t.label_words)).words
-    has_chat = spec.chat_template() is not None
-    if p.format == "chat" and not has_chat:
+    chat = p.format != "plain" and spec.chat_template() is not None  # plain: never loaded
+    if p.format == "chat" and not chat:
         raise ConfigError(
             f"teacher.prompt.format: chat, but the tokenizer of {spec.name!r} has no chat "
             "template; use format plain (or auto)"
         )
-    chat = p.format == "chat" or (p.format == "auto" and has_chat)
     return PromptSpec(
         mode=t.mode,
         label_words=words,
