@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from relkd.cli import main
 from tests.conftest import REPO
@@ -118,3 +119,34 @@ def build_tiny_qwen(out: Path, chat: bool = False) -> Path:
     Qwen2ForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def assert_batched_equals_one_example(net: Any, store: Any, picks: list[int], tokens: int) -> None:
+    """The teacher's verdict logits for prompts of different lengths in one batch (right-padded
+    forward, and the left-padded KV decoder with position ids) equal each prompt's alone to 1e-4,
+    and batched greedy decoding of ``tokens`` tokens equals decoding each alone, up to the row's
+    end token (a batch decodes until every row has ended)."""
+    import numpy as np
+    import torch
+
+    from datamodules.prompt_collator import PromptCollator
+    from relkd.nets.kv_decoder import KVDecoder
+
+    collate = PromptCollator(store, with_response=False)
+    rows = np.argsort(store.prompt_lengths())[picks]
+    assert len({int(n) for n in store.prompt_lengths()[rows]}) > 1  # padding is exercised
+    end, pad = net.tokens.end_id, net.tokens.pad_id
+    with torch.no_grad():
+        batch = collate(rows)
+        logits = net(batch["input_ids"], batch["attention_mask"], batch["slot_index"])["logits"]
+        dec = KVDecoder(net.lm, batch["input_ids"], batch["attention_mask"], pad)
+        left = dec.logits[:, net.verdict_ids]  # left-padded, explicit positions
+        together = dec.generate(tokens, end).tokens
+        for b, row in enumerate(rows):
+            one = collate(np.array([row]))
+            alone = net(one["input_ids"], one["attention_mask"], one["slot_index"])["logits"][0]
+            torch.testing.assert_close(logits[b], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(left[b], alone, atol=1e-4, rtol=1e-4)
+            solo = KVDecoder(net.lm, one["input_ids"], one["attention_mask"], pad)
+            ids = solo.generate(tokens, end).tokens[0].tolist()
+            assert ids and together[b].tolist()[: len(ids)] == ids

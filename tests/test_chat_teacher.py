@@ -10,22 +10,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptStore
 from relkd.cli import main
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.nets import gguf_model
-from relkd.nets.kv_decoder import KVDecoder
 from relkd.prompts import CotTemplate, PromptTemplate
 from relkd.prompts.prompt_template import ANSWER_CUE
 from relkd.runs.teacher_factory import build_teacher, prompt_spec, teacher_spec
 from relkd.teacher_cache.teacher_cache import TeacherCache
 from tests.datamodule_fixtures import make_dataset
-from tests.teacher_fixtures import TEACHER, build_tiny_qwen, run_teacher
+from tests.teacher_fixtures import (
+    TEACHER,
+    assert_batched_equals_one_example,
+    build_tiny_qwen,
+    run_teacher,
+)
 
 WORDS = {
     "Exact": "exact",
@@ -128,23 +130,7 @@ def test_batched_scoring_and_generation_equal_one_example_on_a_rotary_model(
     tmp_path, data_dir, chat_qwen
 ) -> None:
     _, parts, store = build(tmp_path, data_dir, chat_qwen)
-    net = parts.module.net.eval()
-    collate = PromptCollator(store, with_response=False)
-    rows = np.argsort(store.prompt_lengths())[[0, -1, 5]]  # different lengths
-    assert len({int(n) for n in store.prompt_lengths()[rows]}) > 1
-    with torch.no_grad():
-        batch = collate(rows)
-        logits = net(batch["input_ids"], batch["attention_mask"], batch["slot_index"])["logits"]
-        dec = KVDecoder(net.lm, batch["input_ids"], batch["attention_mask"], net.tokens.pad_id)
-        left = dec.logits[:, net.verdict_ids]  # left-padded, explicit positions
-        together = dec.generate(5, -1).tokens
-        for b, row in enumerate(rows):
-            one = collate(np.array([row]))
-            alone = net(one["input_ids"], one["attention_mask"], one["slot_index"])["logits"][0]
-            torch.testing.assert_close(logits[b], alone, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(left[b], alone, atol=1e-4, rtol=1e-4)
-            d1 = KVDecoder(net.lm, one["input_ids"], one["attention_mask"], net.tokens.pad_id)
-            assert together[b].tolist() == d1.generate(5, -1).tokens[0].tolist()
+    assert_batched_equals_one_example(parts.module.net.eval(), store, [0, -1, 5], tokens=5)
 
 
 # -- the zero-shot teacher ----------------------------------------------------------------

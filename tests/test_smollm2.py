@@ -22,10 +22,9 @@ from relkd.cli import main
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.nets.gguf_model import preset_gguf
-from relkd.nets.kv_decoder import KVDecoder
 from relkd.runs.teacher_factory import build_teacher, prompt_spec, teacher_spec
 from tests.datamodule_fixtures import make_dataset
-from tests.teacher_fixtures import TEACHER
+from tests.teacher_fixtures import TEACHER, assert_batched_equals_one_example
 
 pytestmark = pytest.mark.slow
 
@@ -90,25 +89,7 @@ def test_a_lora_step_trains_the_adapter_only(smol) -> None:
 
 def test_batched_logits_and_generation_equal_one_example(smol) -> None:
     _, _, parts, store = smol
-    net = parts.module.net.eval()
-    collate = PromptCollator(store, with_response=False)
-    rows = np.argsort(store.prompt_lengths())[[0, -1, 2]]
-    assert len({int(n) for n in store.prompt_lengths()[rows]}) > 1
-    with torch.no_grad():
-        batch = collate(rows)
-        logits = net(batch["input_ids"], batch["attention_mask"], batch["slot_index"])["logits"]
-        dec = KVDecoder(net.lm, batch["input_ids"], batch["attention_mask"], net.tokens.pad_id)
-        left = dec.logits[:, net.verdict_ids]
-        together = dec.generate(8, net.tokens.end_id).tokens
-        for b, row in enumerate(rows):
-            one = collate(np.array([row]))
-            alone = net(one["input_ids"], one["attention_mask"], one["slot_index"])["logits"][0]
-            torch.testing.assert_close(logits[b], alone, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(left[b], alone, atol=1e-4, rtol=1e-4)
-            d1 = KVDecoder(net.lm, one["input_ids"], one["attention_mask"], net.tokens.pad_id)
-            solo = d1.generate(8, net.tokens.end_id).tokens[0].tolist()
-            # a batch keeps decoding until every row ended: compare up to this row's end token
-            assert together[b].tolist()[: len(solo)] == solo and solo
+    assert_batched_equals_one_example(parts.module.net.eval(), store, [0, -1, 2], tokens=8)
 
 
 def test_write_cot_with_the_preset(root, capsys) -> None:
