@@ -209,13 +209,18 @@ def test_tune_worker_killed_at_random_moments_leaves_no_running_trial_or_orphan(
     tmp_path: Path, shared_data_root: Path
 ) -> None:
     """Kill the worker (alone: its trial process must die with it, or with its whole process
-    group) during start-up or a random time into a trial, 5 times; restart it each time. The
+    group) during start-up or at a random step checkpoint of a trial, 5 times; restart it each
+    time (trials run inside the worker by default, in processes of their own otherwise). The
     study ends with the requested finished trials, every killed trial FAILed and re-queued,
     none RUNNING, and no trial process left behind."""
     from relkd.tune.study_setup import TRIALS_DIR, study_setup
 
+    # a checkpoint every step: the kills land on a trial's n-th step write, never on wall time
+    # (an in-process trial takes a few seconds; a timed kill would often find the study done)
     overrides = tiny_overrides(
-        tmp_path / "unused", shared_data_root, **{"trainer.limit_train_batches": 8}
+        tmp_path / "unused",
+        shared_data_root,
+        **{"trainer.limit_train_batches": 8, "checkpoint.every_n_train_steps": 1},
     )
     study_file = tmp_path / "study.yaml"
     body = {
@@ -233,19 +238,18 @@ def test_tune_worker_killed_at_random_moments_leaves_no_running_trial_or_orphan(
     log = tmp_path / "tune.log"
     cmd = relkd("tune", str(study_file))
 
-    def trial_started() -> Callable[[], bool]:
-        logs = setup.study_dir / TRIALS_DIR
-        before = len(list(logs.glob("trial-*.log")))
-        return lambda: len(list(logs.glob("trial-*.log"))) > before
-
     rng = random.Random(3)
     kills = 0
     try:
         for attempt in range(KILLS + 3):  # a kill that comes too late is not counted
-            if attempt == 0:  # worker start-up, before any trial
-                ready, delay = (lambda: True), rng.uniform(1.0, 8.0)
-            else:  # a random time into a trial (~15 s here): start-up, training, test, result
-                ready, delay = trial_started(), rng.uniform(0.0, 8.0)
+            if attempt == 0:  # worker start-up: imports, opening the study, the dataset
+                ready, delay = (lambda: True), rng.uniform(0.5, 3.0)
+            else:  # inside a trial: at its n-th step checkpoint (8 steps, then the epoch's)
+                steps = "trial-*/checkpoints/last.ckpt"
+                ready, delay = (
+                    writes_of(setup.study_dir / TRIALS_DIR, steps, rng.randint(1, 8)),
+                    0.0,
+                )
             kills += kill_at(cmd, tmp_path, log, delay, ready, group=attempt % 2 == 1)
             deadline = time.monotonic() + 15
             while processes_matching(str(study_file)):
