@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from relkd.artifacts.atomic_files import atomic_write_json
 from relkd.artifacts.checkpoint_file import read_checkpoint
 from relkd.config import compose, save, to_container
+from relkd.config.experiment_config import is_zero_shot_teacher
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.runs.dataset_resolver import resolve_dataset
@@ -283,7 +284,7 @@ def _train(
     if after_fit is not None:
         after_fit(trainer)
     best: str | None = ckpt_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
-    if cfg.task == "teacher" and cfg.trainer.max_epochs == 0 and cfg.trainer.max_steps == -1:
+    if is_zero_shot_teacher(cfg):
         best = None  # a zero-shot teacher: the base model as loaded judges, no checkpoint
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
     if trainer.is_global_zero:

@@ -29,6 +29,7 @@ from relkd.config.experiment_config import (
     TASKS,
     TEACHER_MODES,
     ExperimentConfig,
+    is_zero_shot_teacher,
 )
 from relkd.config.yaml_file import read_yaml
 from relkd.data.data_config import data_problems
@@ -267,9 +268,8 @@ def _validate_ranges(cfg: DictConfig, layers: Sequence[Layer]) -> None:
     """Numeric settings that torch or Lightning would otherwise reject deep inside training
     (an OverflowError from ``max_epochs=-1``, a negative learning rate in the scheduler)."""
     t, o = cfg.trainer, cfg.optim
-    zero_shot = cfg.task == "teacher" and t.max_epochs == 0 and t.max_steps == -1
     _check(
-        t.max_epochs >= 1 or t.max_steps > 0 or zero_shot,
+        t.max_epochs >= 1 or t.max_steps > 0 or is_zero_shot_teacher(cfg),
         layers,
         "trainer.max_epochs",
         "must be >= 1 (or set trainer.max_steps > 0; 0 only for a zero-shot teacher)",

@@ -281,3 +281,10 @@ class ExperimentConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def is_zero_shot_teacher(cfg: Any) -> bool:
+    """A teacher run with ``trainer.max_epochs=0`` (and no max_steps): the base model judges
+    from the prompt, untrained (docs/teacher.md)."""
+    t = cfg.trainer
+    return cfg.task == "teacher" and t.max_epochs == 0 and t.max_steps == -1

@@ -149,7 +149,9 @@ def resolve_causal_lm(
     cache_root = None if cache_dir is None else Path(cache_dir) / "tokenizers"
     if name in GGUF_PRESETS or name.endswith(".gguf"):
         gguf = preset_gguf(name) if name in GGUF_PRESETS else Path(name)
-        converted = GgufModel.open_or_build(gguf, Path(cache_dir or "data_cache/tokenized") / "models")
+        converted = GgufModel.open_or_build(
+            gguf, Path(cache_dir or "data_cache/tokenized") / "models"
+        )
         folder = str(converted.root)
         return CausalLMSpec(name, folder, folder, {}, trust, None, converted.gguf_sha256)
     if name == "minilm-causal":

@@ -13,6 +13,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from datamodules import QueryItemDataModule
+from relkd.config.experiment_config import is_zero_shot_teacher
 from relkd.data.canonical_dataset import CanonicalDataset
 
 
@@ -90,7 +91,7 @@ def _teacher(
     base_sha = spec.weights_sha256()
     template = pspec.template()
     t = cfg.teacher
-    zero_shot = cfg.trainer.max_epochs == 0 and cfg.trainer.max_steps == -1
+    zero_shot = is_zero_shot_teacher(cfg)
     lora = {
         "r": t.lora.r,
         "alpha": t.lora.alpha,
