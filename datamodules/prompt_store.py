@@ -147,7 +147,9 @@ def _tokenizer_identity(tokenizer: Any, chat: bool = False) -> dict[str, str]:
         "vocab_sha256": fingerprint({"vocab": vocab}),
     }
     if chat:  # the chat template writes part of every prompt
-        out["chat_template_sha256"] = sha256_hex(chat_template_of(tokenizer, "teacher.prompt"))
+        out["chat_template_sha256"] = sha256_hex(
+            chat_template_of(tokenizer, "teacher.prompt.format")
+        )
     return out
 
 
@@ -359,8 +361,8 @@ def _build_into(
         )
         for r in range(len(pairs))
     ]
-    if spec.chat:  # the user's turn of the chat template, which writes its own start token
-        chat_template_of(tokenizer, "teacher.prompt.format")
+    if spec.chat:  # the user's turn of the chat template (checked in store_inputs), which
+        # writes its own start token
         prompts = [chat_prompt(tokenizer, p) for p in prompts]
     prompt_ids, _ = _tokenize(tokenizer, prompts)
     if not spec.chat:
