@@ -123,9 +123,10 @@ def build_tiny_qwen(out: Path, chat: bool = False) -> Path:
 
 def assert_batched_equals_one_example(net: Any, store: Any, picks: list[int], tokens: int) -> None:
     """The teacher's verdict logits for prompts of different lengths in one batch (right-padded
-    forward, and the left-padded KV decoder with position ids) equal each prompt's alone to 1e-4,
-    and batched greedy decoding of ``tokens`` tokens equals decoding each alone, up to the row's
-    end token (a batch decodes until every row has ended)."""
+    forward, the left-padded KV decoder with position ids, and ``predict``, which runs the
+    batch's shared prompt prefix once) equal each prompt's alone to 1e-4, and batched greedy
+    decoding of ``tokens`` tokens equals decoding each alone, up to the row's end token (a batch
+    decodes until every row has ended)."""
     import numpy as np
     import torch
 
@@ -141,12 +142,14 @@ def assert_batched_equals_one_example(net: Any, store: Any, picks: list[int], to
         logits = net(batch["input_ids"], batch["attention_mask"], batch["slot_index"])["logits"]
         dec = KVDecoder(net.lm, batch["input_ids"], batch["attention_mask"], pad)
         left = dec.logits[:, net.verdict_ids]  # left-padded, explicit positions
+        shared = net.predict(batch).logits  # the shared prefix once, then each remainder
         together = dec.generate(tokens, end).tokens
         for b, row in enumerate(rows):
             one = collate(np.array([row]))
             alone = net(one["input_ids"], one["attention_mask"], one["slot_index"])["logits"][0]
             torch.testing.assert_close(logits[b], alone, atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(left[b], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(shared[b], alone, atol=1e-4, rtol=1e-4)
             solo = KVDecoder(net.lm, one["input_ids"], one["attention_mask"], pad)
             ids = solo.generate(tokens, end).tokens[0].tolist()
             assert ids and together[b].tolist()[: len(ids)] == ids

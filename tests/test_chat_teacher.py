@@ -10,13 +10,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
+from datamodules.prompt_collator import PromptCollator
 from datamodules.prompt_store import PromptStore
 from relkd.cli import main
 from relkd.config import compose
 from relkd.data.canonical_dataset import CanonicalDataset
 from relkd.errors import ConfigError
 from relkd.nets import gguf_model
+from relkd.nets.causal_lm_teacher import VERDICT_SLOT
+from relkd.nets.kv_decoder import base_model
+from relkd.nets.shared_prefix import MIN_PREFIX, shared_prefix_length, shared_prefix_logits
 from relkd.prompts import CotTemplate, PromptTemplate
 from relkd.prompts.prompt_template import ANSWER_CUE
 from relkd.runs.teacher_factory import build_teacher, prompt_spec, teacher_spec
@@ -197,3 +202,71 @@ def test_a_gguf_is_converted_once_and_keyed_by_its_sha256(tmp_path, monkeypatch)
     assert b.root != a.root and a.root.is_dir() and len(converted) == 2
     with pytest.raises(ConfigError, match="is not a file"):
         gguf_model.GgufModel.open_or_build(tmp_path / "missing.gguf", tmp_path / "models")
+
+
+# -- the shared prompt prefix (relkd/nets/shared_prefix.py) ----------------------------------
+
+
+def test_shared_prefix_length_stops_at_the_first_difference_or_padding() -> None:
+    ids = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 7, 9, 1], [5, 6, 7, 8, 2]])
+    mask = torch.ones_like(ids)
+    assert shared_prefix_length(ids, mask) == 3
+    assert shared_prefix_length(ids[[0, 2]], mask[[0, 2]]) == 4
+    mask[2, 2:] = 0  # the third row is shorter: a padded position is never shared
+    assert shared_prefix_length(ids, mask) == 2
+    assert shared_prefix_length(ids[:1], mask[:1]) == 5
+
+
+def _prompt_batch(store: PromptStore, n: int) -> dict[str, torch.Tensor]:
+    lengths = store.prompt_lengths()
+    rows = np.argsort(lengths)[np.linspace(0, len(lengths) - 1, n).astype(int)]
+    return PromptCollator(store, with_response=False)(rows)
+
+
+def test_a_chat_batch_runs_its_shared_prefix_once_and_matches_the_full_forward(
+    tmp_path, data_dir, chat_qwen
+) -> None:
+    _, parts, store = build(tmp_path, data_dir, chat_qwen, **{"teacher.prompt.format": "chat"})
+    net = parts.module.net.eval()
+    batch = _prompt_batch(store, 6)
+    ids, mask, slot = batch["input_ids"], batch["attention_mask"], batch["slot_index"]
+    prefix = shared_prefix_length(ids, mask)
+    assert prefix >= MIN_PREFIX  # the system turn and the instruction
+    seen: list[int] = []
+    embed = base_model(net.lm).get_input_embeddings()
+    handle = embed.register_forward_hook(
+        lambda m, a, out: seen.append(int(out.shape[0] * out.shape[1]))
+    )
+    with torch.no_grad():
+        full = net(ids, mask, slot)["logits"]
+        seen.clear()
+        shared = net.predict(batch).logits
+        handle.remove()
+        net.share_prefix = False
+        plain = net.predict(batch).logits
+    # one pass over the prefix, then the remainders: fewer token positions than the full batch
+    assert seen == [prefix, ids.shape[0] * (ids.shape[1] - prefix)]
+    torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(plain, full)
+
+
+def test_the_shared_prefix_keeps_absolute_positions_right_on_a_bert_causal_lm(
+    tmp_path, data_dir
+) -> None:
+    _, parts, store = build(
+        tmp_path, data_dir, "tiny-causal", **{"teacher.lora.target_modules": "[query,value]"}
+    )
+    net = parts.module.net.eval()
+    batch = _prompt_batch(store, 5)
+    ids, mask, slot = batch["input_ids"], batch["attention_mask"], batch["slot_index"]
+    read = slot[:, VERDICT_SLOT] - 1
+    with torch.no_grad():
+        full = net(ids, mask, slot)["logits"]
+        # plain prompts share only "query:"; forced to share it, positions must still line up
+        got = shared_prefix_logits(net.lm, ids, mask, read, net.lm_params, min_prefix=1)
+        assert got is not None
+        torch.testing.assert_close(got[:, net.verdict_ids], full, atol=1e-4, rtol=1e-4)
+        # a short shared prefix takes the plain forward pass
+        assert shared_prefix_logits(net.lm, ids, mask, read, net.lm_params) is None
+    # training needs every prompt's own graph: with grad enabled it never shares
+    assert shared_prefix_logits(net.lm, ids, mask, read, net.lm_params, min_prefix=1) is None

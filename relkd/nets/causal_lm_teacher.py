@@ -10,7 +10,8 @@ everywhere would double the step time):
 - ``lm_logits`` (N, V) and ``lm_targets`` (N,): full-vocabulary logits predicting each response
   token (the CoT SFT loss), only when asked for.
 
-Inference (``predict``) follows the mode: one forward pass for verdict-first prompts, greedy
+Inference (``predict``) follows the mode: one forward pass for verdict-first prompts (the
+batch's shared prompt prefix run once, relkd/nets/shared_prefix.py), greedy
 KV-cached generation for ``cot`` (the verdict read where the CoT reaches its verdict cue), and
 guided step-by-step decoding for ``progressive`` (each aspect answer a choice among its options,
 seeing the earlier answers).
@@ -27,6 +28,7 @@ from torch import nn
 from relkd.data.schema import ASPECT_VALUES, ASPECTS
 from relkd.errors import ConfigError
 from relkd.nets.kv_decoder import KVDecoder, call_lm, forward_params
+from relkd.nets.shared_prefix import shared_prefix_logits
 from relkd.prompts.cot_template import ASPECT_WORDS, COT_SLOTS, VERDICT
 from relkd.prompts.prompt_template import PromptTemplate
 from relkd.prompts.verbalizer import first_token
@@ -164,6 +166,7 @@ class CausalLMTeacher(nn.Module):
         self.mode = mode
         self.max_new_tokens = int(max_new_tokens)
         self.need_lm = False  # set by the module when a CoT LM term is active
+        self.share_prefix = True  # inference: run a batch's common prompt prefix once
         self.register_buffer("verdict_ids", torch.tensor(tokens.verdict_ids), persistent=False)
         self.register_buffer("option_ids", torch.tensor(tokens.option_ids), persistent=False)
         self._params: set[str] | None = None
@@ -239,6 +242,18 @@ class CausalLMTeacher(nn.Module):
             return " ".join(map(str, ids))
         return " ".join(tokenizer.decode(ids, skip_special_tokens=True).split())
 
+    def _verdict_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, slot_index: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, K) label-word logits at the verdict slot of prompt-only rows: the shared prefix
+        run once when it pays (shared_prefix.py), else the plain forward pass."""
+        slot = slot_index[:, VERDICT_SLOT]
+        if self.share_prefix and bool((slot > 0).all()):
+            shared = shared_prefix_logits(self.lm, ids, mask, slot - 1, self.lm_params)
+            if shared is not None:
+                return shared.float()[:, self.verdict_ids]
+        return self.forward(ids, mask, slot_index)["logits"]
+
     @torch.inference_mode()
     def predict(self, batch: dict[str, Any], explain: bool = False) -> Prediction:
         """The mode's inference on a prompt-only batch (see the module docstring). ``explain``
@@ -247,8 +262,7 @@ class CausalLMTeacher(nn.Module):
         t = self.tokens
         if self.mode in ("classifier", "multitask"):
             if self.mode == "classifier" or not explain:
-                out = self.forward(ids, mask, batch["slot_index"])
-                return Prediction(logits=out["logits"])
+                return Prediction(logits=self._verdict_logits(ids, mask, batch["slot_index"]))
             dec = KVDecoder(self.lm, ids, mask, t.pad_id)
             logits = dec.logits[:, self.verdict_ids]
             choice = logits.argmax(-1)
