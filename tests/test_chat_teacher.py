@@ -167,6 +167,15 @@ def test_zero_shot_chat_teacher_judges_and_annotates_without_training(
     assert len(cache.pair_id) == len(by_pid) > 0
     want = np.stack([by_pid[int(p)] for p in cache.pair_id])
     np.testing.assert_allclose(cache.probs, want, atol=1e-5)
+    # pooled hidden states read the whole prompt of each pair, so this annotation takes the
+    # plain forward pass: the shared prefix's one-row pass must not be what gets pooled
+    out2 = tmp_path / "cache_hidden"
+    args = ["teacher", "annotate", str(run), "--out", str(out2), "--splits", "test"]
+    args += ["--hidden", "last", "--prompt-cache", str(tmp_path / "prompts"), "--quiet"]
+    assert main(args) == 0
+    hidden = TeacherCache.load(out2).hidden
+    assert hidden.shape[0] == len(cache.pair_id) and np.isfinite(hidden).all()
+    assert len(np.unique(hidden.round(3), axis=0)) > 1  # each pair's own last token
 
 
 def test_zero_epochs_stay_an_error_for_students(tmp_path, capsys) -> None:

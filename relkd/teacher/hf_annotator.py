@@ -169,6 +169,7 @@ class HFAnnotator(Annotator):
             net.max_new_tokens = self.max_new_tokens
             if self.hidden != "none":
                 self._pool = _HiddenPool(net.lm, self.hidden)
+                net.share_prefix = False  # pooling reads every prompt's own pass in full
             self._net = net
         return self._net
 
