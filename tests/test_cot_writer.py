@@ -150,3 +150,28 @@ def test_aspect_accuracy_is_recounted_from_the_kept_cots(tmp_path, tiny_lm, data
     assert counts["verdict_accuracy"] == round(
         float(np.mean([r["verdict"] == r["label"] for r in rows])), 4
     )
+
+
+def test_limit_samples_the_whole_split_with_the_seed(tmp_path, tiny_lm, data_dir) -> None:
+    from relkd.data.canonical_dataset import CanonicalDataset
+    from relkd.data.pair_arrays import PairArrays
+    from relkd.data.schema import SPLITS
+
+    pairs = PairArrays.of(CanonicalDataset(data_dir), labelled_only=True)
+    train = [
+        int(p)
+        for p, s in zip(pairs.pair_id, pairs.split, strict=True)
+        if s == SPLITS.index("train")
+    ]
+
+    def written(name: str, *extra: str) -> list[int]:
+        code, out = write(tmp_path / name, tiny_lm, data_dir, "guided", "--limit", "6", *extra)
+        assert code == 0
+        return [json.loads(line)["pair_id"] for line in out.read_text().splitlines()]
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    first = written("a")
+    assert len(first) == 6 and set(first) <= set(train)
+    assert first != train[:6]  # not the first queries in file order
+    assert written("b") == first  # the same seed, the same sample
+    assert written("c", "--seed", "1") != first

@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=POSITIVE_INT, default=5, help="k samples per pair (majority vote)"
     )
     cot.add_argument("--splits", default="train", help="comma-separated splits to annotate")
-    cot.add_argument("--limit", type=POSITIVE_INT, default=None, help="at most this many pairs")
+    cot.add_argument(
+        "--limit",
+        type=POSITIVE_INT,
+        default=None,
+        help="a random sample of this many pairs (seeded by --seed) over the whole split",
+    )
     cot.add_argument("--temperature", type=NONNEG_FLOAT, default=0.7)
     cot.add_argument("--max-new-tokens", type=POSITIVE_INT, default=64)
     cot.add_argument("--batch-size", type=POSITIVE_INT, default=8)

@@ -138,7 +138,12 @@ def write_cot(
     words = {label: label.lower() for label in scheme.labels}
     pairs = PairArrays.of(dataset, labelled_only=True)
     keep = np.isin(pairs.split, [SPLITS.index(s) for s in splits])
-    rows = np.flatnonzero(keep)[:limit] if limit is not None else np.flatnonzero(keep)
+    rows = np.flatnonzero(keep)
+    if limit is not None and limit < len(rows):
+        # a seeded sample over every query of the splits, not the first queries in file order:
+        # the parse rate and the aspect accuracies are estimates of the whole split
+        pick = np.random.default_rng(settings.seed).choice(len(rows), size=limit, replace=False)
+        rows = rows[np.sort(pick)]
 
     lm, tokenizer, spec = load_writer_model(model, cache_dir, trust_remote_code)
     dev = torch.device(
