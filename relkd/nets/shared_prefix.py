@@ -21,7 +21,7 @@ from torch import nn
 
 from relkd.nets.kv_decoder import call_lm
 
-MIN_PREFIX = 8  # below this the extra pass costs more than the shared tokens save
+MIN_PREFIX = 8  # a shorter common start (a plain template's "query:") saves too little to bother
 
 
 def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
